@@ -1,0 +1,81 @@
+//! Every knob of the server in one plain struct.
+//!
+//! The library never reads flags or the environment: the binary builds a
+//! [`Config`] from the command line (see [`crate::cli`]) and tests build one
+//! by hand. Each field names the Go `http.Server` setting it stands in for,
+//! so the mapping in the README can be checked against the code.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Server settings. `Config::default()` is what `lameduck` runs with when no
+/// flag is given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen. Port 0 picks a free port (tests use that).
+    pub addr: SocketAddr,
+    /// The `listen(2)` backlog: how many finished handshakes the kernel
+    /// queues before we accept them. Closing the listener resets them all.
+    pub backlog: u32,
+
+    /// Lame-duck time: how long `/healthz` fails while we keep serving, so a
+    /// load balancer can take us out of rotation. The article sleeps 3 s here.
+    pub drain_delay: Duration,
+    /// How long the drain may take once the listener is closed. Go: the
+    /// `context.WithTimeout(.., 15*time.Second)` passed to `Shutdown`.
+    pub shutdown_timeout: Duration,
+    /// At the deadline, requests whose response has not started are answered
+    /// `503` + `Retry-After`; this bounds how long we wait for those answers
+    /// to be written before every connection is aborted. A second signal
+    /// skips it.
+    pub force_grace: Duration,
+
+    /// A client must finish a request head within this time of starting it
+    /// (of connecting, for the first request). Go: `ReadHeaderTimeout`, and
+    /// the header half of `ReadTimeout`.
+    pub header_read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long without a new
+    /// request. Go: `IdleTimeout`.
+    pub idle_timeout: Duration,
+    /// A handler (body read included) that runs longer is answered `503`
+    /// (`408` if it was still reading the body) and dropped. Streams are
+    /// exempt. Go: `WriteTimeout`, plus the body half of `ReadTimeout`.
+    pub request_timeout: Duration,
+
+    /// Largest request body accepted; larger ones get `413` unread.
+    pub max_body: usize,
+    /// Largest request head (request line and all header fields) in bytes;
+    /// larger ones get `431`. hyper's minimum is 8 KiB.
+    pub max_header_bytes: usize,
+    /// At most this many connections are open at once. Beyond it the accept
+    /// loop stops accepting (the kernel backlog absorbs the rest) instead of
+    /// accepting and dropping.
+    pub max_connections: usize,
+
+    /// How often the background cleaner runs. Go: the article's
+    /// `runCleaner` ticker.
+    pub cleanup_interval: Duration,
+    /// Serve `/debug/*` routes that exist only to prove behaviours in tests
+    /// (a handler that panics). Off by default.
+    pub debug_routes: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            backlog: 1024,
+            drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(15),
+            force_grace: Duration::from_secs(1),
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+            max_body: 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            cleanup_interval: Duration::from_secs(60),
+            debug_routes: false,
+        }
+    }
+}

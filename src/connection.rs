@@ -1,0 +1,185 @@
+//! Serving one accepted connection, from the first byte to the close.
+//!
+//! 1. **Sniff** the protocol: read the first bytes and compare them with the
+//!    HTTP/2 preface (`PRI * HTTP/2.0…`). hyper-util's auto builder does the
+//!    same, but with no timer, so a client that connects and stays silent
+//!    would hold a connection slot forever. Here the sniff shares the first
+//!    head's deadline (`header_read_timeout` from the accept).
+//! 2. **Serve** with hyper's HTTP/1 or HTTP/2 connection, replaying the
+//!    sniffed bytes first, wrapped in the graceful-shutdown [`Watcher`] so
+//!    the drain can tell it to finish.
+//!
+//! The task's locals are its shutdown contract: the connection-limit permit
+//! and the open-connection count are released by `Drop`, so they are
+//! released however the task ends — finished, errored, or aborted at the
+//! deadline.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::debug;
+
+use crate::App;
+use crate::executor::StreamExecutor;
+use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
+use crate::phase::Phase;
+use crate::service::Service;
+
+/// The client preface every HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which protocol the sniff found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Anything that does not start with the HTTP/2 preface.
+    Http1,
+    /// Prior-knowledge HTTP/2 over cleartext (h2c).
+    Http2,
+}
+
+/// Everything a connection task needs, built once per server and shared.
+#[derive(Debug)]
+pub struct ConnectionConfig {
+    app: Arc<App>,
+    service: Service,
+    /// Preconfigured HTTP/1 builder; each connection clones it and adds its
+    /// own [`HeadTimer`].
+    http1: http1::Builder,
+    /// HTTP/2 builder whose executor tracks stream tasks (see
+    /// [`StreamExecutor`]).
+    http2: http2::Builder<StreamExecutor>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl ConnectionConfig {
+    /// Builders configured from `app.config`.
+    pub fn new(app: Arc<App>, executor: StreamExecutor) -> Self {
+        let config = &app.config;
+        let mut h1 = http1::Builder::new();
+        h1.max_buf_size(config.max_header_bytes.max(8192))
+            // The value only switches the timer on: HeadTimer decides the
+            // real deadline per wait (header vs idle).
+            .header_read_timeout(config.header_read_timeout);
+        let mut h2 = http2::Builder::new(executor);
+        // A timer for HTTP/2 keep-alive pings and hyper's internal waits.
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(config.max_header_bytes.min(u32::MAX as usize) as u32);
+        ConnectionConfig {
+            service: Service::new(app.clone()),
+            header_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            app,
+            http1: h1,
+            http2: h2,
+        }
+    }
+
+    /// The shared application state.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+}
+
+/// Serves one connection to the end. `permit` is the connection-limit slot
+/// this connection occupies; it is released when this returns or is
+/// aborted.
+pub async fn serve<T>(
+    io: T,
+    accepted_at: Instant,
+    cfg: Arc<ConnectionConfig>,
+    watcher: Watcher,
+    permit: Option<OwnedSemaphorePermit>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Released on drop, however this task ends.
+    let _slot = permit;
+    let _open = OpenConnection(&cfg.app);
+
+    let clock = HeadClock::new(accepted_at, cfg.header_timeout, cfg.idle_timeout);
+    let mut io = io;
+    let (protocol, prefix) =
+        match tokio::time::timeout_at(clock.first_head_deadline().into(), sniff(&mut io)).await {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => return, // Closed before sending anything.
+            Ok(Err(e)) => return debug!(error = %e, "read failed before the first request"),
+            Err(_) => return debug!("no request within the header timeout; closing"),
+        };
+    let io = TokioIo::new(CountingIo::new(io, prefix, clock.clone()));
+
+    let result = match protocol {
+        Protocol::Http1 => {
+            let mut h1 = cfg.http1.clone();
+            h1.timer(HeadTimer(clock));
+            if cfg.app.phase.get() >= Phase::Draining {
+                // The drain already told every watcher to finish, and hyper
+                // closes a connection that has not read anything yet when
+                // told so — which would drop the request we already hold in
+                // `prefix`. Serve that one request and close instead (Go
+                // does the same for connections still in StateNew).
+                drop(watcher);
+                h1.keep_alive(false)
+                    .serve_connection(io, cfg.service.clone())
+                    .await
+            } else {
+                watcher
+                    .watch(h1.serve_connection(io, cfg.service.clone()))
+                    .await
+            }
+        }
+        Protocol::Http2 => {
+            watcher
+                .watch(cfg.http2.serve_connection(io, cfg.service.clone()))
+                .await
+        }
+    };
+    if let Err(e) = result {
+        // Clients vanish, send garbage and time out all the time; none of it
+        // is the server's problem, so it is not a warning.
+        debug!(error = %e, ?protocol, "connection ended with an error");
+    }
+}
+
+/// Reads until the first bytes decide the protocol. Returns the protocol
+/// and the bytes read (to be replayed to hyper), or `None` if the peer
+/// closed first.
+pub async fn sniff<T: AsyncRead + Unpin>(io: &mut T) -> std::io::Result<Option<(Protocol, Bytes)>> {
+    // One read usually brings the whole first request head; 512 bytes keeps
+    // the connection task small while covering typical heads.
+    let mut buf = [0u8; 512];
+    let mut filled = 0;
+    loop {
+        let n = io.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        filled += n;
+        let seen = &buf[..filled];
+        let common = seen.len().min(H2_PREFACE.len());
+        let protocol = if seen[..common] != H2_PREFACE[..common] {
+            Protocol::Http1
+        } else if filled >= H2_PREFACE.len() {
+            Protocol::Http2
+        } else {
+            continue; // A prefix of the preface: need more bytes to decide.
+        };
+        return Ok(Some((protocol, Bytes::copy_from_slice(seen))));
+    }
+}
+
+/// Counts the connection as closed when dropped.
+struct OpenConnection<'a>(&'a App);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.connections_closed.fetch_add(1, Relaxed);
+    }
+}

@@ -1,0 +1,227 @@
+//! Go's two request-head timeouts, built from hyper's one.
+//!
+//! Go has `ReadHeaderTimeout` (finish the head once you start it) and
+//! `IdleTimeout` (start the next request within this long). hyper's HTTP/1
+//! server has a single `header_read_timeout`, and its timer starts as soon
+//! as hyper *waits* for a head — which, on a keep-alive connection, is the
+//! moment the previous response is written. Used as is, it would close every
+//! idle keep-alive connection after 5 s instead of 60 s (or let a slowloris
+//! client take 60 s per head, if set to the idle value).
+//!
+//! hyper asks its [`Timer`] for the sleep, so we hand it a per-connection
+//! timer whose sleeps know which wait they are:
+//!
+//! * the **first head** on a connection must be complete within
+//!   `header_read_timeout` of the accept (the sniff in
+//!   [`crate::connection`] counts against it too);
+//! * a **later head** may wait `idle_timeout` for its first byte, and then
+//!   has `header_read_timeout` from that byte to finish.
+//!
+//! "First byte" is seen through [`CountingIo`], which counts bytes read.
+//! When the sleep fires, hyper closes the connection (no response: the
+//! client has not sent a complete request).
+//!
+//! hyper's timer does nothing without `.timer(..)`: its default 30 s header
+//! timeout is silently off unless a timer is set. lameduck always sets one.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use hyper::rt::{Sleep, Timer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Per-connection bookkeeping shared by [`CountingIo`] and [`HeadTimer`].
+#[derive(Debug)]
+pub struct HeadClock {
+    accepted_at: Instant,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    /// Bytes read from the socket so far.
+    bytes_read: AtomicU64,
+    /// Head waits started so far (0 until hyper starts the first).
+    heads: AtomicU64,
+}
+
+impl HeadClock {
+    /// A clock for a connection accepted at `accepted_at`.
+    pub fn new(
+        accepted_at: Instant,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(HeadClock {
+            accepted_at,
+            header_timeout,
+            idle_timeout,
+            bytes_read: AtomicU64::new(0),
+            heads: AtomicU64::new(0),
+        })
+    }
+
+    /// When the first head must be complete.
+    pub fn first_head_deadline(&self) -> Instant {
+        self.accepted_at + self.header_timeout
+    }
+
+    fn add_read(&self, n: usize) {
+        self.bytes_read.fetch_add(n as u64, Relaxed);
+    }
+}
+
+/// The [`Timer`] handed to hyper's HTTP/1 builder, one per connection.
+#[derive(Debug, Clone)]
+pub struct HeadTimer(pub Arc<HeadClock>);
+
+impl Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        Box::pin(PlainSleep {
+            inner: tokio::time::sleep(duration),
+        })
+    }
+
+    /// hyper calls this when it starts waiting for a request head; its
+    /// `deadline` is `now + header_read_timeout`, which we replace with the
+    /// rule above.
+    fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        let clock = self.0.clone();
+        let first = clock.heads.fetch_add(1, Relaxed) == 0;
+        let (deadline, started) = if first {
+            (clock.first_head_deadline(), true)
+        } else {
+            (Instant::now() + clock.idle_timeout, false)
+        };
+        let bytes_at_start = clock.bytes_read.load(Relaxed);
+        Box::pin(HeadSleep {
+            inner: tokio::time::sleep_until(deadline.into()),
+            clock,
+            bytes_at_start,
+            started,
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A sleep for one head wait: idle deadline until the first byte, head
+    /// deadline after it.
+    struct HeadSleep {
+        #[pin]
+        inner: tokio::time::Sleep,
+        clock: Arc<HeadClock>,
+        bytes_at_start: u64,
+        started: bool,
+    }
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        // hyper polls this after every read that left the head incomplete,
+        // so the first poll after bytes arrive is when the head began.
+        if !*this.started && this.clock.bytes_read.load(Relaxed) != *this.bytes_at_start {
+            *this.started = true;
+            let head_deadline = Instant::now() + this.clock.header_timeout;
+            this.inner.as_mut().reset(head_deadline.into());
+        }
+        this.inner.poll(cx)
+    }
+}
+
+impl Sleep for HeadSleep {}
+
+pin_project_lite::pin_project! {
+    struct PlainSleep {
+        #[pin]
+        inner: tokio::time::Sleep,
+    }
+}
+
+impl Future for PlainSleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl Sleep for PlainSleep {}
+
+/// The connection's IO as hyper sees it: first the bytes the protocol sniff
+/// already read (`prefix`), then the socket, counting every byte read into
+/// the [`HeadClock`].
+#[derive(Debug)]
+pub struct CountingIo<T> {
+    inner: T,
+    prefix: Bytes,
+    clock: Arc<HeadClock>,
+}
+
+impl<T> CountingIo<T> {
+    /// Wraps `inner`; `prefix` is replayed before anything is read from it.
+    pub fn new(inner: T, prefix: Bytes, clock: Arc<HeadClock>) -> Self {
+        clock.add_read(prefix.len());
+        CountingIo {
+            inner,
+            prefix,
+            clock,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.clock.add_read(n);
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,72 @@
+//! lameduck: an HTTP server on raw hyper 1.x that shuts down gracefully,
+//! written to be read.
+//!
+//! # The shutdown story
+//!
+//! A SIGTERM arrives ([`signals`] turns it into a token). The server enters
+//! the **lame-duck** phase: `/healthz` starts answering 503 so load
+//! balancers stop sending traffic, the on-shutdown [`hooks`] fire, and for
+//! `drain_delay` everything else carries on. Then the **drain**: the
+//! listener is closed so new connections are refused, every connection is
+//! told to finish (idle keep-alives close, in-flight HTTP/1 responses carry
+//! `Connection: close`, HTTP/2 gets GOAWAY), event streams send a last
+//! `shutdown` event, and background workers are cancelled. The server waits
+//! — on events, not a polling loop — until all of it is done, or until
+//! `shutdown_timeout`. If the deadline comes first, requests still waiting
+//! for an answer get `503` + `Retry-After`, and after a short grace the rest
+//! is aborted; a second signal aborts at once. Finally one log line, the
+//! [`ShutdownReport`], says what happened, and the exit code says whether
+//! anything was forced.
+//!
+//! Go's `http.Server` gives you `Shutdown`, `Close` and `RegisterOnShutdown`
+//! and leaves the rest to you. Here every step is code you can read.
+//!
+//! # Layout
+//!
+//! - [`server`]: the accept loop and the shutdown phases — start here.
+//! - [`connection`]: one connection: protocol sniff, hyper, graceful watch.
+//! - [`head_timer`]: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
+//!   single header timer.
+//! - [`executor`]: where HTTP/2 stream tasks run, so a forced close reaches
+//!   them.
+//! - [`accept`]: accept errors, classified, with back-off.
+//! - [`listener`]: the listening socket, built with socket2.
+//! - [`phase`]: the phase state machine (the article's `shuttingDown`).
+//! - [`hooks`]: on-shutdown callbacks (`RegisterOnShutdown`).
+//! - [`report`]: the shutdown report and exit code.
+//! - [`signals`]: SIGTERM/SIGINT → triggers. The only module that knows
+//!   about signals.
+//! - [`service`]: routing and handlers; how cancellation reaches work.
+//! - [`store`]: the item store; every call takes a cancellation token.
+//! - [`cleaner`]: the background worker (`runCleaner`).
+//! - [`metrics`]: counters for `/metrics`.
+//! - [`config`], [`cli`]: settings, and the command line that fills them.
+
+pub mod accept;
+pub mod app;
+pub mod cleaner;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod executor;
+pub mod head_timer;
+pub mod hooks;
+pub mod listener;
+pub mod metrics;
+pub mod phase;
+pub mod report;
+pub mod server;
+pub mod service;
+pub mod signals;
+pub mod store;
+
+pub use app::App;
+pub use config::Config;
+pub use phase::Phase;
+pub use report::{Outcome, ShutdownReport};
+pub use server::Server;
+
+/// The error type at the edges (start-up, `main`). Inside, errors are small
+/// enums whose kinds callers act on ([`store::StoreError`],
+/// [`accept::AcceptErrorKind`]).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,66 @@
+//! The `lameduck` binary: flags, logging, bind, signals, run, exit code.
+//! Everything else lives in the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use lameduck::cli::Cli;
+use lameduck::{Server, listener, signals};
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    // Bad flags: clap prints the error and exits 2.
+    let cli = Cli::parse();
+    let config = cli.config();
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return startup_error(format_args!("cannot start the runtime: {e}")),
+    };
+    let code = runtime.block_on(async {
+        let listener = match listener::bind(config.addr, config.backlog) {
+            Ok(l) => l,
+            Err(e) => return Err(format!("cannot listen on {}: {e}", config.addr)),
+        };
+        let (triggers, signal_task) =
+            signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        info!("listening on {addr}");
+
+        let server = Server::new(config);
+        let report = server
+            .run(
+                listener,
+                triggers.shutdown.cancelled_owned(),
+                triggers.force.cancelled_owned(),
+            )
+            .await;
+        // The signal listener has done its job; stop it so the runtime can
+        // shut down.
+        signal_task.abort();
+        Ok(report.exit_code())
+    });
+    // Hooks still running on the blocking pool do not hold the exit: the
+    // outer deadline rules (see lameduck::hooks).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match code {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(msg) => startup_error(format_args!("{msg}")),
+    }
+}
+
+/// Start-up failures: one line on stderr, exit code 2.
+fn startup_error(msg: std::fmt::Arguments<'_>) -> ExitCode {
+    eprintln!("lameduck: {msg}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,167 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+//!
+//! Plain relaxed atomics: every counter is touched on the request or
+//! connection path, so nothing here takes a lock or allocates. The label set
+//! is fixed (status codes 100–599, five phases), so a hostile client cannot
+//! grow it.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::phase::{Phase, PhaseCell};
+
+/// Every counter the server keeps. Shared through [`crate::App`].
+#[derive(Debug)]
+pub struct Metrics {
+    /// Connections accepted since start.
+    pub connections_accepted: AtomicU64,
+    /// Connections whose task has ended (any way, aborts included).
+    pub connections_closed: AtomicU64,
+    /// Connections aborted by a forced close.
+    pub connections_aborted: AtomicU64,
+    /// Requests whose handler is running now.
+    pub requests_in_flight: AtomicU64,
+    /// Responses produced by our service, by status code (index = code).
+    by_status: Box<[AtomicU64]>,
+    /// Event streams open now.
+    pub streams_open: AtomicU64,
+    /// Event streams that ended because the server was closing.
+    pub streams_ended_by_shutdown: AtomicU64,
+    /// Units of detached work (blocking simulated work) that stopped early
+    /// because their request was cancelled.
+    pub work_cancelled: AtomicU64,
+    /// Completed runs of the background cleaner.
+    pub cleaner_runs: AtomicU64,
+    /// Items the cleaner removed.
+    pub items_purged: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            connections_accepted: AtomicU64::new(0),
+            connections_closed: AtomicU64::new(0),
+            connections_aborted: AtomicU64::new(0),
+            requests_in_flight: AtomicU64::new(0),
+            by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            streams_open: AtomicU64::new(0),
+            streams_ended_by_shutdown: AtomicU64::new(0),
+            work_cancelled: AtomicU64::new(0),
+            cleaner_runs: AtomicU64::new(0),
+            items_purged: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one response with `status`.
+    pub fn record_status(&self, status: u16) {
+        if let Some(c) = self.by_status.get(status as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Responses produced so far, all statuses.
+    pub fn requests_total(&self) -> u64 {
+        self.by_status.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// Responses with this status so far.
+    pub fn requests_with_status(&self, status: u16) -> u64 {
+        self.by_status
+            .get(status as usize)
+            .map_or(0, |c| c.load(Relaxed))
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        let closed = self.connections_closed.load(Relaxed);
+        self.connections_accepted
+            .load(Relaxed)
+            .saturating_sub(closed)
+    }
+
+    /// The whole page, in Prometheus text format 0.0.4.
+    pub fn render(&self, phase: &PhaseCell) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        gauge(
+            "lameduck_open_connections",
+            "Connections open now.",
+            "gauge",
+            self.open_connections(),
+        );
+        gauge(
+            "lameduck_connections_accepted_total",
+            "Connections accepted.",
+            "counter",
+            self.connections_accepted.load(Relaxed),
+        );
+        gauge(
+            "lameduck_connections_aborted_total",
+            "Connections aborted by a forced close.",
+            "counter",
+            self.connections_aborted.load(Relaxed),
+        );
+        gauge(
+            "lameduck_requests_in_flight",
+            "Requests whose handler is running.",
+            "gauge",
+            self.requests_in_flight.load(Relaxed),
+        );
+        gauge(
+            "lameduck_streams_open",
+            "Event streams open now.",
+            "gauge",
+            self.streams_open.load(Relaxed),
+        );
+        gauge(
+            "lameduck_streams_ended_by_shutdown_total",
+            "Event streams ended because the server was closing.",
+            "counter",
+            self.streams_ended_by_shutdown.load(Relaxed),
+        );
+        gauge(
+            "lameduck_work_cancelled_total",
+            "Detached work stopped early by its cancellation token.",
+            "counter",
+            self.work_cancelled.load(Relaxed),
+        );
+        gauge(
+            "lameduck_cleaner_runs_total",
+            "Completed runs of the background cleaner.",
+            "counter",
+            self.cleaner_runs.load(Relaxed),
+        );
+        gauge(
+            "lameduck_items_purged_total",
+            "Expired items removed by the cleaner.",
+            "counter",
+            self.items_purged.load(Relaxed),
+        );
+
+        out.push_str("# HELP lameduck_requests_total Responses by status code.\n# TYPE lameduck_requests_total counter\n");
+        for (code, c) in self.by_status.iter().enumerate() {
+            let v = c.load(Relaxed);
+            if v > 0 {
+                let _ = writeln!(out, "lameduck_requests_total{{status=\"{code}\"}} {v}");
+            }
+        }
+        out.push_str("# HELP lameduck_shutdown_phase 1 for the current shutdown phase.\n# TYPE lameduck_shutdown_phase gauge\n");
+        let now = phase.get();
+        for p in Phase::ALL {
+            let _ = writeln!(
+                out,
+                "lameduck_shutdown_phase{{phase=\"{}\"}} {}",
+                p.name(),
+                u8::from(p == now)
+            );
+        }
+        out
+    }
+}

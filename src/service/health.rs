@@ -1,0 +1,36 @@
+//! `/healthz`, `/livez`, `/metrics`: the endpoints a platform polls.
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::respond::{self, Body};
+use crate::App;
+
+/// Readiness: 200 `ok` while running, 503 `shutting down` from the first
+/// signal on, so load balancers stop routing here while we still serve.
+pub fn healthz(app: &App) -> Response<Body> {
+    if app.phase.is_shutting_down() {
+        respond::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        respond::text(StatusCode::OK, "ok\n")
+    }
+}
+
+/// Liveness: 200 as long as the process serves at all. It does not flip
+/// during the drain — restarting a draining process would cut the drain.
+pub fn livez() -> Response<Body> {
+    respond::text(StatusCode::OK, "alive\n")
+}
+
+/// Prometheus text.
+pub fn metrics(app: &App) -> Response<Body> {
+    let page = app.metrics.render(&app.phase);
+    let mut res = Response::new(Either::Left(Full::new(Bytes::from(page))));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    res
+}

@@ -1,0 +1,86 @@
+//! Building responses: every status the service can answer, in one place.
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use super::stream::EventStream;
+
+/// The response body: a whole buffer, or an event stream. An enum rather
+/// than a `Box<dyn Body>` so that an ordinary response costs no extra
+/// allocation.
+pub type Body = Either<Full<Bytes>, EventStream>;
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut res = Response::new(Either::Left(Full::new(Bytes::from_static(body.as_bytes()))));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => {
+            let mut res = Response::new(Either::Left(Full::new(Bytes::from(bytes))));
+            *res.status_mut() = status;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed\n"),
+    }
+}
+
+/// `{"error": "..."}` with `status`.
+pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Error {
+        error: String,
+    }
+    json(
+        status,
+        &Error {
+            error: message.into(),
+        },
+    )
+}
+
+/// 404 for a path we do not serve.
+pub fn not_found() -> Response<Body> {
+    json_error(StatusCode::NOT_FOUND, "not found")
+}
+
+/// 405 naming the methods the path does take.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut res = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// Marks a response as the last on its connection. Used where the request
+/// body may be left unread (hyper could not reuse the connection anyway)
+/// and where the server is going away.
+pub fn closing(mut res: Response<Body>) -> Response<Body> {
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// 503 for a request that will not be served because the server is
+/// closing: retry, elsewhere or in a second.
+pub fn retry_elsewhere(message: &'static str) -> Response<Body> {
+    let mut res = closing(json_error(StatusCode::SERVICE_UNAVAILABLE, message));
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
