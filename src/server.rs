@@ -418,7 +418,9 @@ async fn drain(
             _ = &mut told, if !told_done => told_done = true,
             Some(res) = conns.join_next() => tally.conns_finished += usize::from(log_if_panicked(res)),
             Some(res) = workers.join_next() => tally.worker(res),
-            _ = streams.wait(), if conns.is_empty() => {}
+            // Only once no connection can start a new stream, and only while
+            // some are left: a finished `wait()` is ready forever.
+            _ = streams.wait(), if conns.is_empty() && !streams.is_empty() => {}
         }
     }
 }

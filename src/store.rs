@@ -83,6 +83,10 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, page: Page, cancel: CancellationToken) -> StoreFuture<'_, Vec<Item>>;
     /// Creates one item.
     fn create(&self, item: NewItem, cancel: CancellationToken) -> StoreFuture<'_, Item>;
+    /// One item by id; `Ok(None)` if there is none.
+    fn get(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, Option<Item>>;
+    /// Deletes one item; `Ok(false)` if there was none.
+    fn delete(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, bool>;
     /// Removes items whose `expires_at` is at or before `now`; returns how
     /// many went.
     fn purge_expired(&self, now: u64, cancel: CancellationToken) -> StoreFuture<'_, usize>;
@@ -154,6 +158,24 @@ impl Store for MemoryStore {
             };
             inner.items.insert(stored.id, stored.clone());
             Ok(stored)
+        })
+    }
+
+    fn get(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, Option<Item>> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            Ok(self.lock().items.get(&id).cloned())
+        })
+    }
+
+    fn delete(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            Ok(self.lock().items.remove(&id).is_some())
         })
     }
 

@@ -87,6 +87,35 @@ pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// `GET /api/items/{id}`: 200 and the item, or 404.
+pub async fn get(app: Arc<App>, id: u64) -> Response<Body> {
+    let (token, _cancel_on_drop) = request_token();
+    match app.store.get(id, token).await {
+        Ok(Some(item)) => respond::json(StatusCode::OK, &item),
+        Ok(None) => respond::json_error(StatusCode::NOT_FOUND, "no such item"),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `DELETE /api/items/{id}`: 204, or 404 if there was no such item.
+pub async fn delete(app: Arc<App>, id: u64) -> Response<Body> {
+    let (token, _cancel_on_drop) = request_token();
+    match app.store.delete(id, token).await {
+        Ok(true) => respond::empty(StatusCode::NO_CONTENT),
+        Ok(false) => respond::json_error(StatusCode::NOT_FOUND, "no such item"),
+        Err(e) => store_error(e),
+    }
+}
+
+/// The id in `/api/items/{id}`: a decimal `u64`, nothing after it.
+pub fn parse_id(path: &str) -> Option<u64> {
+    let rest = path.strip_prefix("/api/items/")?;
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.parse().ok()
+}
+
 /// Reads the whole body, refusing more than `max` bytes and giving up at
 /// `deadline`. Each failure is already the response to send:
 ///

@@ -6,7 +6,7 @@
 //! | kind | routes | runs as |
 //! |---|---|---|
 //! | instant | `/healthz`, `/livez`, `/metrics`, 404, 405 | a ready future: no timer, no allocation |
-//! | work | `/api/items`, `/api/slow`, `/debug/panic` | [`guarded`]: request timeout, deadline 503, panic → 500 |
+//! | work | `/api/items`, `/api/items/{id}`, `/api/slow`, `/debug/panic` | [`guarded`]: request timeout, deadline 503, panic → 500 |
 //! | stream | `/api/stream` | a body that ends on the `closing` token; no request timeout |
 //!
 //! # Cancellation, the Rust way
@@ -94,6 +94,16 @@ impl hyper::service::Service<Request<Incoming>> for Service {
                 Method::POST => work(app, items::create(app.clone(), req)),
                 _ => instant(respond::method_not_allowed("GET, POST")),
             },
+            path if path.starts_with("/api/items/") => {
+                match (req.method().clone(), items::parse_id(path)) {
+                    (_, None) => instant(respond::not_found()),
+                    (Method::GET | Method::HEAD, Some(id)) => {
+                        work(app, items::get(app.clone(), id))
+                    }
+                    (Method::DELETE, Some(id)) => work(app, items::delete(app.clone(), id)),
+                    _ => instant(respond::method_not_allowed("GET, HEAD, DELETE")),
+                }
+            }
             "/api/slow" if get => work(app, slow::slow(app.clone(), req)),
             "/api/slow" => instant(respond::method_not_allowed("GET, HEAD")),
             "/api/stream" if get => instant(stream::stream(app, &req)),

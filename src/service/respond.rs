@@ -24,6 +24,13 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     res
 }
 
+/// A response with no body.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Either::Left(Full::new(Bytes::new())));
+    *res.status_mut() = status;
+    res
+}
+
 /// A JSON response.
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {

@@ -28,7 +28,10 @@ pub async fn slow(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let ms = match query::number(req.uri().query(), "ms", 0, MAX_MS, None) {
         Ok(Some(ms)) => ms,
         Ok(None) => {
-            return respond::json_error(StatusCode::BAD_REQUEST, "query parameter `ms` is required");
+            return respond::json_error(
+                StatusCode::BAD_REQUEST,
+                "query parameter `ms` is required",
+            );
         }
         Err(e) => return respond::json_error(StatusCode::BAD_REQUEST, e),
     };

@@ -1,0 +1,105 @@
+//! Shared test helpers: a server running in-process with injectable
+//! triggers, a minimal raw HTTP/1.1 client over real sockets, and a handle
+//! on the real binary for signal tests.
+//!
+//! The client is hand-rolled on purpose: tests need to see exactly what the
+//! server wrote (`Connection: close`, a bare EOF, a half-sent stream), which
+//! a full client library would hide.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+pub mod binary;
+pub mod http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lameduck::signals::Triggers;
+use lameduck::{App, Config, Server, ShutdownReport};
+use tokio::task::JoinHandle;
+
+/// A config for tests: an ephemeral port, and timeouts short enough that
+/// a test waiting on one stays quick, long enough for a loaded machine.
+pub fn test_config() -> Config {
+    Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        shutdown_timeout: Duration::from_secs(10),
+        ..Config::default()
+    }
+}
+
+/// A server running in this process, driven by tokens the test cancels.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Its shared state (metrics, phase).
+    pub app: Arc<App>,
+    /// Cancel `shutdown` for the first signal, `force` for the second.
+    pub triggers: Triggers,
+    run: JoinHandle<ShutdownReport>,
+}
+
+impl TestServer {
+    /// Starts a default server with `config`.
+    pub async fn start(config: Config) -> TestServer {
+        Self::start_server(Server::new(config)).await
+    }
+
+    /// Starts a server the test has already configured (hooks, workers).
+    pub async fn start_server(server: Server) -> TestServer {
+        let config = server.app().config.clone();
+        let listener = lameduck::listener::bind(config.addr, config.backlog).expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let app = server.app().clone();
+        let triggers = Triggers::default();
+        let (shutdown, force) = (triggers.shutdown.clone(), triggers.force.clone());
+        let run = tokio::spawn(server.run(
+            listener,
+            shutdown.cancelled_owned(),
+            force.cancelled_owned(),
+        ));
+        TestServer {
+            addr,
+            app,
+            triggers,
+            run,
+        }
+    }
+
+    /// The first signal: begin the graceful shutdown.
+    pub fn shutdown(&self) {
+        self.triggers.shutdown.cancel();
+    }
+
+    /// The second signal: force the close.
+    pub fn force(&self) {
+        self.triggers.force.cancel();
+    }
+
+    /// True once `run` has returned.
+    pub fn is_finished(&self) -> bool {
+        self.run.is_finished()
+    }
+
+    /// Waits for `run` to return (at most `within`) and gives its report.
+    pub async fn report_within(self, within: Duration) -> ShutdownReport {
+        tokio::time::timeout(within, self.run)
+            .await
+            .expect("server did not stop in time")
+            .expect("server task panicked")
+    }
+
+    /// Waits until `cond` holds on the server's state, checking each time
+    /// the test yields; panics after `within`. For conditions that have no
+    /// event to await (a counter reaching a value).
+    pub async fn wait_until(&self, within: Duration, what: &str, cond: impl Fn(&App) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !cond(&self.app) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
