@@ -89,17 +89,22 @@ impl TestServer {
             .expect("server task panicked")
     }
 
-    /// Waits until `cond` holds on the server's state, checking each time
-    /// the test yields; panics after `within`. For conditions that have no
-    /// event to await (a counter reaching a value).
+    /// Waits until `cond` holds on the server's state; see [`eventually`].
     pub async fn wait_until(&self, within: Duration, what: &str, cond: impl Fn(&App) -> bool) {
-        let deadline = tokio::time::Instant::now() + within;
-        while !cond(&self.app) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for: {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(within, what, || cond(&self.app)).await
+    }
+}
+
+/// Waits until `cond` holds, re-checking every few milliseconds; panics
+/// after `within`. Only for conditions with no event to await (a counter
+/// reaching a value, a phase being entered).
+pub async fn eventually(within: Duration, what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
