@@ -1,0 +1,172 @@
+//! The real binary with real signals: the signal path, the log lines and
+//! the exit codes.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::binary::Binary;
+use support::http;
+
+const EXIT: Duration = Duration::from_secs(20);
+
+/// SIGTERM with a request in flight: the request completes, the report is
+/// logged, and the exit code is 0.
+#[tokio::test]
+async fn sigterm_drains_in_flight_work_and_exits_0() {
+    let mut bin = Binary::start(&[]);
+    let mut conn = http::connect(bin.addr).await;
+    http::send_get(&mut conn, "/api/slow?ms=700").await;
+    // The handler counts itself in flight before it awaits the work.
+    wait_for_in_flight(bin.addr).await;
+
+    bin.signal(libc::SIGTERM);
+    let res = http::read_response(&mut conn)
+        .await
+        .expect("answered, not reset");
+    assert_eq!((res.status, res.closes()), (200, true));
+    assert_eq!(bin.exit_code_within(EXIT), 0);
+    let report = bin.wait_for_log("shutdown report", EXIT);
+    assert!(report.contains("outcome=\"drained\""), "{report}");
+    assert!(report.contains("conns_drained=1"), "{report}");
+    assert!(bin.logs().iter().any(|l| l.contains("signal=\"SIGTERM\"")));
+}
+
+/// SIGINT (Ctrl-C) starts the same graceful shutdown.
+#[tokio::test]
+async fn sigint_also_shuts_down_gracefully() {
+    let mut bin = Binary::start(&[]);
+    assert_eq!(http::get(bin.addr, "/healthz").await.status, 200);
+    bin.signal(libc::SIGINT);
+    assert_eq!(bin.exit_code_within(EXIT), 0);
+    assert!(bin.logs().iter().any(|l| l.contains("signal=\"SIGINT\"")));
+}
+
+/// During `--drain-delay` the binary fails its health check but serves.
+#[tokio::test]
+async fn the_health_check_fails_during_the_drain_delay() {
+    let mut bin = Binary::start(&["--drain-delay", "3s"]);
+    bin.signal(libc::SIGTERM);
+    bin.wait_for_log("phase=\"lame_duck\"", EXIT);
+    let health = http::get(bin.addr, "/healthz").await;
+    assert_eq!(
+        (health.status, health.text().as_str()),
+        (503, "shutting down\n")
+    );
+    assert_eq!(http::get(bin.addr, "/api/items").await.status, 200);
+    assert_eq!(bin.exit_code_within(EXIT), 0);
+}
+
+/// A second signal during the drain forces the close at once: exit code 1,
+/// long before the 15 s deadline.
+#[tokio::test]
+async fn a_second_signal_exits_promptly_with_code_1() {
+    let mut bin = Binary::start(&[]);
+    let mut conn = http::connect(bin.addr).await;
+    http::send_get(&mut conn, "/api/slow?ms=60000").await;
+    wait_for_in_flight(bin.addr).await;
+
+    bin.signal(libc::SIGTERM);
+    bin.wait_for_log("phase=\"draining\"", EXIT);
+    let second = Instant::now();
+    bin.signal(libc::SIGTERM);
+    assert_eq!(bin.exit_code_within(EXIT), 1);
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        second.elapsed()
+    );
+    assert!(
+        bin.wait_for_log("shutdown report", EXIT)
+            .contains("outcome=\"forced_by_signal\"")
+    );
+}
+
+/// The deadline: a stuck request is answered 503 and the exit code is 1.
+#[tokio::test]
+async fn the_deadline_forces_the_close_with_code_1() {
+    let mut bin = Binary::start(&["--shutdown-timeout", "500ms"]);
+    let mut conn = http::connect(bin.addr).await;
+    http::send_get(&mut conn, "/api/slow?ms=60000").await;
+    wait_for_in_flight(bin.addr).await;
+
+    let signalled = Instant::now();
+    bin.signal(libc::SIGTERM);
+    let res = http::read_response(&mut conn)
+        .await
+        .expect("a 503, not a reset");
+    assert_eq!(res.status, 503);
+    assert_eq!(bin.exit_code_within(EXIT), 1);
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert!(
+        bin.wait_for_log("shutdown report", EXIT)
+            .contains("outcome=\"forced_by_deadline\"")
+    );
+}
+
+/// Start-up errors exit 2 with one line on stderr: a bad flag, and an
+/// address already in use.
+#[test]
+fn startup_errors_exit_2_with_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(["--shutdown-timeout", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--shutdown-timeout"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(["--addr", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("lameduck: cannot listen on") && last.contains("in use"),
+        "{stderr}"
+    );
+}
+
+/// Flags can come from `LAMEDUCK_*` environment variables, and `--help`
+/// names the Go setting each one stands for.
+#[tokio::test]
+async fn flags_come_from_the_environment_and_help_names_the_go_settings() {
+    let help = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for go in [
+        "ReadHeaderTimeout",
+        "IdleTimeout",
+        "WriteTimeout",
+        "Server.Shutdown",
+        "LAMEDUCK_DRAIN_DELAY",
+    ] {
+        assert!(help.contains(go), "--help does not mention {go}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .env("LAMEDUCK_IDLE_TIMEOUT", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad env value is a bad flag");
+}
+
+async fn wait_for_in_flight(addr: std::net::SocketAddr) {
+    support::eventually_async(
+        Duration::from_secs(10),
+        "a request in flight",
+        || async move {
+            http::get(addr, "/metrics")
+                .await
+                .text()
+                .lines()
+                .any(|l| l == "lameduck_requests_in_flight 1")
+        },
+    )
+    .await;
+}
