@@ -41,9 +41,9 @@ pub fn classify(err: &io::Error) -> AcceptErrorKind {
         _ => {}
     }
     match err.raw_os_error() {
-        Some(libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM) => {
-            AcceptErrorKind::Resource
-        }
+        Some(
+            libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM,
+        ) => AcceptErrorKind::Resource,
         Some(
             libc_errno::EPROTO
             | libc_errno::EPERM
@@ -110,7 +110,10 @@ impl AcceptBackoff {
         self.next = Some((wait * 2).min(MAX_BACKOFF));
 
         let now = Instant::now();
-        if self.last_log.is_none_or(|t| now.duration_since(t) >= LOG_EVERY) {
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
             warn!(
                 error = %err,
                 kind = ?kind,

@@ -152,7 +152,8 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "MiB" | "MB" | "M" => 1024 * 1024,
         _ => return Err(format!("`{unit}` is not a size unit: use KiB or MiB")),
     };
-    n.checked_mul(factor).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 fn parse_header_size(s: &str) -> Result<usize, String> {

@@ -106,12 +106,13 @@ pub async fn serve<T>(
 
     let clock = HeadClock::new(accepted_at, cfg.header_timeout, cfg.idle_timeout);
     let mut io = io;
-    let (protocol, prefix) = match tokio::time::timeout_at(clock.first_head_deadline().into(), sniff(&mut io)).await {
-        Ok(Ok(Some(found))) => found,
-        Ok(Ok(None)) => return, // Closed before sending anything.
-        Ok(Err(e)) => return debug!(error = %e, "read failed before the first request"),
-        Err(_) => return debug!("no request within the header timeout; closing"),
-    };
+    let (protocol, prefix) =
+        match tokio::time::timeout_at(clock.first_head_deadline().into(), sniff(&mut io)).await {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => return, // Closed before sending anything.
+            Ok(Err(e)) => return debug!(error = %e, "read failed before the first request"),
+            Err(_) => return debug!("no request within the header timeout; closing"),
+        };
     let io = TokioIo::new(CountingIo::new(io, prefix, clock.clone()));
 
     let result = match protocol {
@@ -125,12 +126,20 @@ pub async fn serve<T>(
                 // `prefix`. Serve that one request and close instead (Go
                 // does the same for connections still in StateNew).
                 drop(watcher);
-                h1.keep_alive(false).serve_connection(io, cfg.service.clone()).await
+                h1.keep_alive(false)
+                    .serve_connection(io, cfg.service.clone())
+                    .await
             } else {
-                watcher.watch(h1.serve_connection(io, cfg.service.clone())).await
+                watcher
+                    .watch(h1.serve_connection(io, cfg.service.clone()))
+                    .await
             }
         }
-        Protocol::Http2 => watcher.watch(cfg.http2.serve_connection(io, cfg.service.clone())).await,
+        Protocol::Http2 => {
+            watcher
+                .watch(cfg.http2.serve_connection(io, cfg.service.clone()))
+                .await
+        }
     };
     if let Err(e) = result {
         // Clients vanish, send garbage and time out all the time; none of it

@@ -50,7 +50,11 @@ pub struct HeadClock {
 
 impl HeadClock {
     /// A clock for a connection accepted at `accepted_at`.
-    pub fn new(accepted_at: Instant, header_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        accepted_at: Instant,
+        header_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(HeadClock {
             accepted_at,
             header_timeout,
@@ -162,12 +166,20 @@ impl<T> CountingIo<T> {
     /// Wraps `inner`; `prefix` is replayed before anything is read from it.
     pub fn new(inner: T, prefix: Bytes, clock: Arc<HeadClock>) -> Self {
         clock.add_read(prefix.len());
-        CountingIo { inner, prefix, clock }
+        CountingIo {
+            inner,
+            prefix,
+            clock,
+        }
     }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -185,7 +197,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

@@ -31,7 +31,11 @@ pub struct ShutdownHooks {
 
 impl ShutdownHooks {
     /// Registers `hook` under `name` (used in logs).
-    pub fn register(&mut self, name: &'static str, hook: impl FnOnce() -> HookResult + Send + 'static) {
+    pub fn register(
+        &mut self,
+        name: &'static str,
+        hook: impl FnOnce() -> HookResult + Send + 'static,
+    ) {
         self.hooks.push((name, Box::new(hook)));
     }
 
@@ -57,6 +61,8 @@ impl ShutdownHooks {
 impl std::fmt::Debug for ShutdownHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<_> = self.hooks.iter().map(|(n, _)| *n).collect();
-        f.debug_struct("ShutdownHooks").field("hooks", &names).finish()
+        f.debug_struct("ShutdownHooks")
+            .field("hooks", &names)
+            .finish()
     }
 }

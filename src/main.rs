@@ -16,7 +16,9 @@ fn main() -> ExitCode {
     let config = cli.config();
 
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -30,7 +32,8 @@ fn main() -> ExitCode {
             Ok(l) => l,
             Err(e) => return Err(format!("cannot listen on {}: {e}", config.addr)),
         };
-        let (triggers, signal_task) = signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let (triggers, signal_task) =
+            signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         info!("listening on {addr}");
 

@@ -68,20 +68,27 @@ impl Metrics {
 
     /// Responses with this status so far.
     pub fn requests_with_status(&self, status: u16) -> u64 {
-        self.by_status.get(status as usize).map_or(0, |c| c.load(Relaxed))
+        self.by_status
+            .get(status as usize)
+            .map_or(0, |c| c.load(Relaxed))
     }
 
     /// Connections open now.
     pub fn open_connections(&self) -> u64 {
         let closed = self.connections_closed.load(Relaxed);
-        self.connections_accepted.load(Relaxed).saturating_sub(closed)
+        self.connections_accepted
+            .load(Relaxed)
+            .saturating_sub(closed)
     }
 
     /// The whole page, in Prometheus text format 0.0.4.
     pub fn render(&self, phase: &PhaseCell) -> String {
         let mut out = String::with_capacity(2048);
         let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
         gauge(
             "lameduck_open_connections",

@@ -80,7 +80,11 @@ impl Server {
 
     /// Registers a callback for the first signal: Go's `RegisterOnShutdown`.
     /// See [`crate::hooks`] for why it is not awaited.
-    pub fn on_shutdown(&mut self, name: &'static str, hook: impl FnOnce() -> HookResult + Send + 'static) {
+    pub fn on_shutdown(
+        &mut self,
+        name: &'static str,
+        hook: impl FnOnce() -> HookResult + Send + 'static,
+    ) {
         self.hooks.register(name, hook);
     }
 
@@ -103,7 +107,11 @@ impl Server {
         shutdown: impl Future<Output = ()>,
         force: impl Future<Output = ()>,
     ) -> ShutdownReport {
-        let Server { app, hooks, workers } = self;
+        let Server {
+            app,
+            hooks,
+            workers,
+        } = self;
         let config = &app.config;
 
         // Cancelled when the drain begins; every worker watches it.

@@ -40,7 +40,11 @@ pub fn install() -> io::Result<(Triggers, JoinHandle<()>)> {
         let mut seen = 0;
         while let Some(signal) = signals.next().await {
             seen += 1;
-            let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            let name = if signal == SIGTERM {
+                "SIGTERM"
+            } else {
+                "SIGINT"
+            };
             if seen == 1 {
                 info!(signal = name, "first signal: shutting down gracefully");
                 fire.shutdown.cancel();

@@ -94,7 +94,9 @@ pub trait Store: Send + Sync + 'static {
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Items in memory, lost on exit.
@@ -184,7 +186,9 @@ impl Store for MemoryStore {
             }
             let mut inner = self.lock();
             let before = inner.items.len();
-            inner.items.retain(|_, item| item.expires_at.is_none_or(|e| e > now));
+            inner
+                .items
+                .retain(|_, item| item.expires_at.is_none_or(|e| e > now));
             Ok(before - inner.items.len())
         })
     }
@@ -201,14 +205,26 @@ mod tests {
         let store = MemoryStore::new();
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let page = Page { after: None, limit: 10 };
+        let page = Page {
+            after: None,
+            limit: 10,
+        };
         let new = NewItem {
             name: "x".into(),
             ttl_secs: None,
         };
-        assert_eq!(store.list(page, cancel.clone()).await, Err(StoreError::Cancelled));
-        assert_eq!(store.create(new, cancel.clone()).await, Err(StoreError::Cancelled));
-        assert_eq!(store.purge_expired(0, cancel).await, Err(StoreError::Cancelled));
+        assert_eq!(
+            store.list(page, cancel.clone()).await,
+            Err(StoreError::Cancelled)
+        );
+        assert_eq!(
+            store.create(new, cancel.clone()).await,
+            Err(StoreError::Cancelled)
+        );
+        assert_eq!(
+            store.purge_expired(0, cancel).await,
+            Err(StoreError::Cancelled)
+        );
     }
 
     #[tokio::test]
@@ -235,7 +251,16 @@ mod tests {
             .collect();
         assert_eq!(names, ["b"]);
         assert_eq!(store.purge_expired(unix_now(), live.clone()).await, Ok(1));
-        let all = store.list(Page { after: None, limit: 10 }, live).await.unwrap();
+        let all = store
+            .list(
+                Page {
+                    after: None,
+                    limit: 10,
+                },
+                live,
+            )
+            .await
+            .unwrap();
         assert_eq!(all.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 3]);
     }
 }

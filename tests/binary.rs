@@ -22,7 +22,9 @@ async fn sigterm_drains_in_flight_work_and_exits_0() {
     wait_for_in_flight(bin.addr).await;
 
     bin.signal(libc::SIGTERM);
-    let res = http::read_response(&mut conn).await.expect("answered, not reset");
+    let res = http::read_response(&mut conn)
+        .await
+        .expect("answered, not reset");
     assert_eq!((res.status, res.closes()), (200, true));
     assert_eq!(bin.exit_code_within(EXIT), 0);
     let report = bin.wait_for_log("shutdown report", EXIT);
@@ -48,7 +50,10 @@ async fn the_health_check_fails_during_the_drain_delay() {
     bin.signal(libc::SIGTERM);
     bin.wait_for_log("phase=\"lame_duck\"", EXIT);
     let health = http::get(bin.addr, "/healthz").await;
-    assert_eq!((health.status, health.text().as_str()), (503, "shutting down\n"));
+    assert_eq!(
+        (health.status, health.text().as_str()),
+        (503, "shutting down\n")
+    );
     assert_eq!(http::get(bin.addr, "/api/items").await.status, 200);
     assert_eq!(bin.exit_code_within(EXIT), 0);
 }
@@ -67,7 +72,11 @@ async fn a_second_signal_exits_promptly_with_code_1() {
     let second = Instant::now();
     bin.signal(libc::SIGTERM);
     assert_eq!(bin.exit_code_within(EXIT), 1);
-    assert!(second.elapsed() < Duration::from_secs(3), "took {:?}", second.elapsed());
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        second.elapsed()
+    );
     assert!(
         bin.wait_for_log("shutdown report", EXIT)
             .contains("outcome=\"forced_by_signal\"")
@@ -84,7 +93,9 @@ async fn the_deadline_forces_the_close_with_code_1() {
 
     let signalled = Instant::now();
     bin.signal(libc::SIGTERM);
-    let res = http::read_response(&mut conn).await.expect("a 503, not a reset");
+    let res = http::read_response(&mut conn)
+        .await
+        .expect("a 503, not a reset");
     assert_eq!(res.status, 503);
     assert_eq!(bin.exit_code_within(EXIT), 1);
     assert!(signalled.elapsed() < Duration::from_secs(10));
@@ -146,12 +157,16 @@ async fn flags_come_from_the_environment_and_help_names_the_go_settings() {
 }
 
 async fn wait_for_in_flight(addr: std::net::SocketAddr) {
-    support::eventually_async(Duration::from_secs(10), "a request in flight", || async move {
-        http::get(addr, "/metrics")
-            .await
-            .text()
-            .lines()
-            .any(|l| l == "lameduck_requests_in_flight 1")
-    })
+    support::eventually_async(
+        Duration::from_secs(10),
+        "a request in flight",
+        || async move {
+            http::get(addr, "/metrics")
+                .await
+                .text()
+                .lines()
+                .any(|l| l == "lameduck_requests_in_flight 1")
+        },
+    )
     .await;
 }

@@ -14,14 +14,18 @@ const STOP: Duration = Duration::from_secs(15);
 
 type Client = h2::client::SendRequest<Bytes>;
 
-async fn h2_connect(addr: std::net::SocketAddr) -> (Client, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+async fn h2_connect(
+    addr: std::net::SocketAddr,
+) -> (Client, tokio::task::JoinHandle<Result<(), h2::Error>>) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
     (client, tokio::spawn(conn))
 }
 
 fn get(path: &str) -> http::Request<()> {
-    http::Request::get(format!("http://test{path}")).body(()).unwrap()
+    http::Request::get(format!("http://test{path}"))
+        .body(())
+        .unwrap()
 }
 
 async fn body_text(res: http::Response<h2::RecvStream>) -> String {
@@ -62,7 +66,9 @@ async fn an_in_flight_h2c_stream_completes_and_its_connection_gets_goaway() {
         Err(e) => e,
         Ok(mut ready) => match ready.send_request(get("/healthz"), true) {
             Err(e) => e,
-            Ok((res, _)) => res.await.expect_err("a stream opened after GOAWAY must fail"),
+            Ok((res, _)) => res
+                .await
+                .expect_err("a stream opened after GOAWAY must fail"),
         },
     };
     assert!(
@@ -88,7 +94,9 @@ async fn an_in_flight_h2c_stream_completes_and_its_connection_gets_goaway() {
 async fn a_forced_close_stops_h2_stream_tasks() {
     let server = TestServer::start(test_config()).await;
     let (mut client, _conn) = h2_connect(server.addr).await;
-    let (pending, _) = client.send_request(get("/api/slow?ms=60000"), true).unwrap();
+    let (pending, _) = client
+        .send_request(get("/api/slow?ms=60000"), true)
+        .unwrap();
     server
         .wait_until(Duration::from_secs(5), "stream in flight", |app| {
             app.metrics.requests_in_flight.load(Relaxed) == 1
@@ -103,7 +111,8 @@ async fn a_forced_close_stops_h2_stream_tasks() {
     assert_eq!(report.connections_aborted, 1);
     assert!(pending.await.is_err(), "the stream was cut, not answered");
     support::eventually(Duration::from_secs(5), "stream handler dropped", || {
-        app.metrics.requests_in_flight.load(Relaxed) == 0 && app.metrics.work_cancelled.load(Relaxed) == 1
+        app.metrics.requests_in_flight.load(Relaxed) == 0
+            && app.metrics.work_cancelled.load(Relaxed) == 1
     })
     .await;
 }

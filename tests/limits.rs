@@ -26,7 +26,10 @@ async fn an_unfinished_request_head_is_cut_at_the_header_timeout() {
     http::send(&mut conn, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
     http::closed_within(&mut conn, Duration::from_secs(5)).await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(350), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(350),
+        "closed too early: {took:?}"
+    );
     server.shutdown();
     server.report_within(STOP).await;
 }
@@ -43,7 +46,11 @@ async fn a_silent_connection_is_cut_at_the_header_timeout() {
     let server = TestServer::start(config).await;
     let mut conn = http::connect(server.addr).await;
     let started = Instant::now();
-    assert!(http::closed_within(&mut conn, Duration::from_secs(5)).await.is_empty());
+    assert!(
+        http::closed_within(&mut conn, Duration::from_secs(5))
+            .await
+            .is_empty()
+    );
     assert!(started.elapsed() >= Duration::from_millis(250));
     // A partial HTTP/2 preface is still undecided, and still bounded.
     let mut conn = http::connect(server.addr).await;

@@ -21,11 +21,20 @@ async fn stop(server: TestServer) {
 #[tokio::test]
 async fn items_can_be_created_listed_fetched_and_deleted() {
     let server = TestServer::start(test_config()).await;
-    let created = request(server.addr, "POST", "/api/items", Some(r#"{"name":"first"}"#)).await;
+    let created = request(
+        server.addr,
+        "POST",
+        "/api/items",
+        Some(r#"{"name":"first"}"#),
+    )
+    .await;
     assert_eq!(created.status, 201);
     assert_eq!(created.header("location"), Some("/api/items/1"));
     let item: serde_json::Value = serde_json::from_slice(&created.body).unwrap();
-    assert_eq!((item["id"].as_u64(), item["name"].as_str()), (Some(1), Some("first")));
+    assert_eq!(
+        (item["id"].as_u64(), item["name"].as_str()),
+        (Some(1), Some("first"))
+    );
     assert!(item["created_at"].as_u64().unwrap() > 1_600_000_000);
     request(
         server.addr,
@@ -39,7 +48,10 @@ async fn items_can_be_created_listed_fetched_and_deleted() {
     assert_eq!(list.status, 200);
     let items: Vec<serde_json::Value> = serde_json::from_slice(&list.body).unwrap();
     assert_eq!(
-        items.iter().map(|i| i["name"].as_str().unwrap()).collect::<Vec<_>>(),
+        items
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         ["first", "second"]
     );
     let page: Vec<serde_json::Value> =
@@ -48,9 +60,19 @@ async fn items_can_be_created_listed_fetched_and_deleted() {
     assert_eq!(page[0]["id"], 2);
 
     assert_eq!(get(server.addr, "/api/items/2").await.status, 200);
-    assert_eq!(request(server.addr, "DELETE", "/api/items/2", None).await.status, 204);
+    assert_eq!(
+        request(server.addr, "DELETE", "/api/items/2", None)
+            .await
+            .status,
+        204
+    );
     assert_eq!(get(server.addr, "/api/items/2").await.status, 404);
-    assert_eq!(request(server.addr, "DELETE", "/api/items/2", None).await.status, 404);
+    assert_eq!(
+        request(server.addr, "DELETE", "/api/items/2", None)
+            .await
+            .status,
+        404
+    );
     stop(server).await;
 }
 
@@ -116,7 +138,11 @@ async fn unknown_paths_get_404_and_wrong_methods_get_405_with_allow() {
         ("POST", "/api/slow?ms=1", "GET, HEAD"),
     ] {
         let res = request(server.addr, method, path, None).await;
-        assert_eq!((res.status, res.header("allow")), (405, Some(allow)), "{method} {path}");
+        assert_eq!(
+            (res.status, res.header("allow")),
+            (405, Some(allow)),
+            "{method} {path}"
+        );
     }
     stop(server).await;
 }
@@ -156,7 +182,8 @@ async fn a_client_leaving_cancels_the_work_it_started() {
     drop(conn);
     server
         .wait_until(Duration::from_secs(5), "work cancelled", |app| {
-            app.metrics.work_cancelled.load(Relaxed) == 1 && app.metrics.requests_in_flight.load(Relaxed) == 0
+            app.metrics.work_cancelled.load(Relaxed) == 1
+                && app.metrics.requests_in_flight.load(Relaxed) == 0
         })
         .await;
     stop(server).await;
@@ -180,7 +207,10 @@ async fn metrics_report_requests_connections_and_phase() {
         "lameduck_connections_aborted_total 0",
         "lameduck_requests_in_flight 0",
     ] {
-        assert!(page.lines().any(|l| l == line), "missing `{line}` in:\n{page}");
+        assert!(
+            page.lines().any(|l| l == line),
+            "missing `{line}` in:\n{page}"
+        );
     }
     stop(server).await;
 }

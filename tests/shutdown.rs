@@ -31,16 +31,24 @@ async fn in_flight_request_completes_with_connection_close() {
     wait_in_flight(&server, 1).await;
 
     server.shutdown();
-    let res = http::read_response(&mut conn).await.expect("a response, not a reset");
+    let res = http::read_response(&mut conn)
+        .await
+        .expect("a response, not a reset");
     assert_eq!((res.status, res.text().as_str()), (200, "done\n"));
-    assert!(res.closes(), "in-flight response must carry Connection: close: {res:?}");
+    assert!(
+        res.closes(),
+        "in-flight response must carry Connection: close: {res:?}"
+    );
     http::closed_within(&mut conn, Duration::from_secs(5)).await;
 
     let report = server.report_within(STOP).await;
     assert_eq!(report.outcome, Outcome::Drained);
     assert_eq!(report.exit_code(), 0);
     assert_eq!(report.requests_during_drain, 1);
-    assert_eq!((report.connections_at_drain, report.connections_drained), (1, 1));
+    assert_eq!(
+        (report.connections_at_drain, report.connections_drained),
+        (1, 1)
+    );
 }
 
 /// Step 2: during the drain delay `/healthz` answers 503 `shutting down`,
@@ -59,7 +67,10 @@ async fn healthz_flips_to_503_during_the_drain_delay_while_requests_are_served()
         .wait_until(STOP, "lame duck", |app| app.phase.get() == Phase::LameDuck)
         .await;
     let health = get(server.addr, "/healthz").await;
-    assert_eq!((health.status, health.text().as_str()), (503, "shutting down\n"));
+    assert_eq!(
+        (health.status, health.text().as_str()),
+        (503, "shutting down\n")
+    );
     let live = get(server.addr, "/livez").await;
     assert_eq!(live.status, 200, "liveness must not fail during the drain");
     let work = get(server.addr, "/api/slow?ms=10").await;
@@ -124,7 +135,10 @@ async fn a_thousand_idle_keep_alive_connections_do_not_delay_the_exit() {
     server.shutdown();
     let report = server.report_within(STOP).await;
     assert_eq!(report.outcome, Outcome::Drained);
-    assert_eq!((report.connections_drained, report.connections_aborted), (1000, 0));
+    assert_eq!(
+        (report.connections_drained, report.connections_aborted),
+        (1000, 0)
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -150,7 +164,9 @@ async fn the_deadline_answers_a_stuck_request_503_and_exits_1() {
     wait_in_flight(&server, 1).await;
 
     server.shutdown();
-    let res = http::read_response(&mut conn).await.expect("a 503, not a reset");
+    let res = http::read_response(&mut conn)
+        .await
+        .expect("a 503, not a reset");
     assert_eq!(res.status, 503);
     assert_eq!(res.header("retry-after"), Some("1"));
     assert!(res.closes());
@@ -241,7 +257,9 @@ async fn the_event_stream_ends_with_its_final_event() {
     let (head, mut buf) = http::read_head(&mut conn).await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
-    let first = http::read_chunk(&mut conn, &mut buf).await.expect("first event");
+    let first = http::read_chunk(&mut conn, &mut buf)
+        .await
+        .expect("first event");
     assert!(first.starts_with("id: 1\ndata: {\"seq\":1}"), "{first:?}");
 
     server.shutdown();
@@ -249,9 +267,16 @@ async fn the_event_stream_ends_with_its_final_event() {
     while let Some(chunk) = http::read_chunk(&mut conn, &mut buf).await {
         last = chunk;
     }
-    assert_eq!(last, "event: shutdown\nretry: 1000\ndata: server closing\n\n");
+    assert_eq!(
+        last,
+        "event: shutdown\nretry: 1000\ndata: server closing\n\n"
+    );
     let report = server.report_within(STOP).await;
-    assert_eq!(report.outcome, Outcome::Drained, "the stream did not hold the drain");
+    assert_eq!(
+        report.outcome,
+        Outcome::Drained,
+        "the stream did not hold the drain"
+    );
     assert_eq!(report.streams_ended, 1);
 }
 
@@ -277,7 +302,11 @@ async fn the_cleaner_stops_when_the_drain_begins() {
     assert_eq!((report.workers_stopped, report.workers_aborted), (1, 0));
     let runs = app.metrics.cleaner_runs.load(Relaxed);
     tokio::time::sleep(Duration::from_millis(100)).await; // five more ticks, if it were alive
-    assert_eq!(app.metrics.cleaner_runs.load(Relaxed), runs, "the cleaner kept running");
+    assert_eq!(
+        app.metrics.cleaner_runs.load(Relaxed),
+        runs,
+        "the cleaner kept running"
+    );
 }
 
 /// Step 2: on-shutdown hooks fire once each at the first trigger — not
@@ -339,9 +368,15 @@ async fn ten_thousand_churned_connections_leave_nothing_tracked() {
             app.metrics.open_connections() == 0
         })
         .await;
-    assert_eq!(server.app.metrics.connections_accepted.load(Relaxed), 10_000);
+    assert_eq!(
+        server.app.metrics.connections_accepted.load(Relaxed),
+        10_000
+    );
     assert_eq!(server.app.metrics.requests_with_status(200), 10_000);
     server.shutdown();
     let report = server.report_within(STOP).await;
-    assert_eq!((report.connections_at_drain, report.outcome), (0, Outcome::Drained));
+    assert_eq!(
+        (report.connections_at_drain, report.outcome),
+        (0, Outcome::Drained)
+    );
 }

@@ -127,7 +127,11 @@ pub fn parse_id(path: &str) -> Option<u64> {
 ///
 /// Each closes the connection: the rest of the body is unread, so hyper
 /// could not reuse it anyway, and saying so lets the client know.
-async fn read_body(req: Request<Incoming>, max: usize, deadline: Instant) -> Result<bytes::Bytes, Response<Body>> {
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    deadline: Instant,
+) -> Result<bytes::Bytes, Response<Body>> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -161,7 +165,11 @@ fn store_error(e: StoreError) -> Response<Body> {
     match e {
         // Only reachable if the client is gone; the answer goes nowhere,
         // but it must still be a well-formed one.
-        StoreError::Cancelled => respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "request cancelled"),
-        StoreError::Unavailable(_) => respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "query failed"),
+        StoreError::Cancelled => {
+            respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "request cancelled")
+        }
+        StoreError::Unavailable(_) => {
+            respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "query failed")
+        }
     }
 }

@@ -94,12 +94,16 @@ impl hyper::service::Service<Request<Incoming>> for Service {
                 Method::POST => work(app, items::create(app.clone(), req)),
                 _ => instant(respond::method_not_allowed("GET, POST")),
             },
-            path if path.starts_with("/api/items/") => match (req.method().clone(), items::parse_id(path)) {
-                (_, None) => instant(respond::not_found()),
-                (Method::GET | Method::HEAD, Some(id)) => work(app, items::get(app.clone(), id)),
-                (Method::DELETE, Some(id)) => work(app, items::delete(app.clone(), id)),
-                _ => instant(respond::method_not_allowed("GET, HEAD, DELETE")),
-            },
+            path if path.starts_with("/api/items/") => {
+                match (req.method().clone(), items::parse_id(path)) {
+                    (_, None) => instant(respond::not_found()),
+                    (Method::GET | Method::HEAD, Some(id)) => {
+                        work(app, items::get(app.clone(), id))
+                    }
+                    (Method::DELETE, Some(id)) => work(app, items::delete(app.clone(), id)),
+                    _ => instant(respond::method_not_allowed("GET, HEAD, DELETE")),
+                }
+            }
             "/api/slow" if get => work(app, slow::slow(app.clone(), req)),
             "/api/slow" => instant(respond::method_not_allowed("GET, HEAD")),
             "/api/stream" if get => instant(stream::stream(app, &req)),
@@ -115,7 +119,10 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
 /// Runs a handler that may wait, inside the guarantees every such handler
 /// gets.
-fn work(app: &Arc<App>, handler: impl Future<Output = Response<Body>> + Send + 'static) -> ResponseFuture {
+fn work(
+    app: &Arc<App>,
+    handler: impl Future<Output = Response<Body>> + Send + 'static,
+) -> ResponseFuture {
     let deadline = Instant::now() + app.config.request_timeout;
     Either::Right(Box::pin(guarded(app.clone(), deadline, handler).map(Ok)))
 }
@@ -133,7 +140,11 @@ fn work(app: &Arc<App>, handler: impl Future<Output = Response<Body>> + Send + '
 ///   not answered yet is dropped and the client gets 503 + `Retry-After` +
 ///   `Connection: close`, instead of a reset when the connection is aborted.
 /// * **In-flight gauge**: counted while the handler runs, however it ends.
-async fn guarded(app: Arc<App>, deadline: Instant, handler: impl Future<Output = Response<Body>>) -> Response<Body> {
+async fn guarded(
+    app: Arc<App>,
+    deadline: Instant,
+    handler: impl Future<Output = Response<Body>>,
+) -> Response<Body> {
     let _in_flight = InFlight::enter(&app);
     let res = tokio::select! {
         biased;

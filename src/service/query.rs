@@ -11,7 +11,13 @@ pub fn param<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
 
 /// `key` parsed as an integer in `min..=max`, `default` if absent. The
 /// error is the message a 400 carries.
-pub fn number(query: Option<&str>, key: &str, min: u64, max: u64, default: Option<u64>) -> Result<Option<u64>, String> {
+pub fn number(
+    query: Option<&str>,
+    key: &str,
+    min: u64,
+    max: u64,
+    default: Option<u64>,
+) -> Result<Option<u64>, String> {
     match param(query, key) {
         None => Ok(default),
         Some(raw) => match raw.parse::<u64>() {

@@ -37,8 +37,10 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
         Ok(bytes) => {
             let mut res = Response::new(Either::Left(Full::new(Bytes::from(bytes))));
             *res.status_mut() = status;
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             res
         }
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed\n"),
@@ -51,7 +53,12 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response<Bo
     struct Error {
         error: String,
     }
-    json(status, &Error { error: message.into() })
+    json(
+        status,
+        &Error {
+            error: message.into(),
+        },
+    )
 }
 
 /// 404 for a path we do not serve.
@@ -62,7 +69,8 @@ pub fn not_found() -> Response<Body> {
 /// 405 naming the methods the path does take.
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut res = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     res
 }
 

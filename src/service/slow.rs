@@ -28,14 +28,21 @@ pub async fn slow(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let ms = match query::number(req.uri().query(), "ms", 0, MAX_MS, None) {
         Ok(Some(ms)) => ms,
         Ok(None) => {
-            return respond::json_error(StatusCode::BAD_REQUEST, "query parameter `ms` is required");
+            return respond::json_error(
+                StatusCode::BAD_REQUEST,
+                "query parameter `ms` is required",
+            );
         }
         Err(e) => return respond::json_error(StatusCode::BAD_REQUEST, e),
     };
     // `_cancel_on_drop` lives as long as this handler. If hyper drops the
     // handler, the guard cancels `token` and the spawned work stops.
     let (token, _cancel_on_drop) = request_token();
-    let work = tokio::spawn(simulated_work(app.clone(), Duration::from_millis(ms), token));
+    let work = tokio::spawn(simulated_work(
+        app.clone(),
+        Duration::from_millis(ms),
+        token,
+    ));
     match work.await {
         Ok(true) => respond::text(StatusCode::OK, "done\n"),
         // Cancelled: nobody is waiting for this answer any more.

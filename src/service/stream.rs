@@ -41,7 +41,10 @@ pub fn stream(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
     };
     let mut res = Response::new(Either::Right(EventStream::new(app.clone(), interval)));
     let headers = res.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
 }
@@ -77,7 +80,10 @@ impl hyper::body::Body for EventStream {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -85,7 +91,10 @@ impl hyper::body::Body for EventStream {
         // with shutdown cannot delay the final event.
         if self.closing.as_mut().poll(cx).is_ready() {
             self.done = true;
-            self.app.metrics.streams_ended_by_shutdown.fetch_add(1, Relaxed);
+            self.app
+                .metrics
+                .streams_ended_by_shutdown
+                .fetch_add(1, Relaxed);
             let last = format!("event: shutdown\nretry: {RETRY_HINT_MS}\ndata: server closing\n\n");
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(last)))));
         }

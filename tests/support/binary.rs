@@ -44,7 +44,10 @@ impl Binary {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("lameduck did not log `listening on`: {:?}", logs.lock().unwrap());
+                panic!(
+                    "lameduck did not log `listening on`: {:?}",
+                    logs.lock().unwrap()
+                );
             }
         };
         Binary { child, addr, logs }
@@ -72,7 +75,10 @@ impl Binary {
             }
             if start.elapsed() > within {
                 let _ = self.child.kill();
-                panic!("lameduck did not exit within {within:?}; logs: {:#?}", self.logs());
+                panic!(
+                    "lameduck did not exit within {within:?}; logs: {:#?}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -82,7 +88,13 @@ impl Binary {
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
         let start = Instant::now();
         loop {
-            if let Some(line) = self.logs.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            if let Some(line) = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
                 return line.clone();
             }
             assert!(

@@ -49,7 +49,11 @@ pub async fn send(stream: &mut TcpStream, raw: &[u8]) {
 
 /// A `GET` on a keep-alive connection.
 pub async fn send_get(stream: &mut TcpStream, path: &str) {
-    send(stream, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).await;
+    send(
+        stream,
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+    )
+    .await;
 }
 
 /// One request on a fresh connection, `Connection: close`.
@@ -81,7 +85,12 @@ pub async fn read_response(stream: &mut TcpStream) -> Option<Response> {
             let headers = res
                 .headers
                 .iter()
-                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect::<Vec<_>>();
             break (n, res.code.unwrap(), headers);
         }
@@ -95,13 +104,19 @@ pub async fn read_response(stream: &mut TcpStream) -> Option<Response> {
         body: Vec::new(),
     };
     let mut rest = buf.split_off(head_len);
-    if let Some(len) = resp.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
+    if let Some(len) = resp
+        .header("content-length")
+        .map(|v| v.parse::<usize>().unwrap())
+    {
         while rest.len() < len {
             assert!(read_more(stream, &mut rest).await > 0, "EOF inside a body");
         }
         rest.truncate(len);
         resp.body = rest;
-    } else if resp.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    } else if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
         resp.body = read_chunked(stream, rest).await;
     } else if status != 204 && status != 304 {
         // Delimited by EOF.
@@ -168,7 +183,12 @@ pub async fn read_head(stream: &mut TcpStream) -> (Response, Vec<u8>) {
             let headers = res
                 .headers
                 .iter()
-                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             let resp = Response {
                 status: res.code.unwrap(),
@@ -177,7 +197,10 @@ pub async fn read_head(stream: &mut TcpStream) -> (Response, Vec<u8>) {
             };
             return (resp, buf.split_off(n));
         }
-        assert!(read_more(stream, &mut buf).await > 0, "EOF before a response head");
+        assert!(
+            read_more(stream, &mut buf).await > 0,
+            "EOF before a response head"
+        );
     }
 }
 
@@ -194,14 +217,18 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
 /// connection is still open after `within`.
 pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
     let mut got = Vec::new();
-    tokio::time::timeout(within, async { while read_more(stream, &mut got).await > 0 {} })
-        .await
-        .expect("connection still open");
+    tokio::time::timeout(within, async {
+        while read_more(stream, &mut got).await > 0 {}
+    })
+    .await
+    .expect("connection still open");
     got
 }
 
 /// True if the connection is still open after `wait` (nothing read, no EOF).
 pub async fn still_open_after(stream: &mut TcpStream, wait: Duration) -> bool {
     let mut byte = [0u8; 1];
-    tokio::time::timeout(wait, stream.read(&mut byte)).await.is_err()
+    tokio::time::timeout(wait, stream.read(&mut byte))
+        .await
+        .is_err()
 }

@@ -53,7 +53,11 @@ impl TestServer {
         let app = server.app().clone();
         let triggers = Triggers::default();
         let (shutdown, force) = (triggers.shutdown.clone(), triggers.force.clone());
-        let run = tokio::spawn(server.run(listener, shutdown.cancelled_owned(), force.cancelled_owned()));
+        let run = tokio::spawn(server.run(
+            listener,
+            shutdown.cancelled_owned(),
+            force.cancelled_owned(),
+        ));
         TestServer {
             addr,
             app,
@@ -97,7 +101,10 @@ impl TestServer {
 pub async fn eventually(within: Duration, what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + within;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -111,7 +118,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + within;
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
