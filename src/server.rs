@@ -140,8 +140,12 @@ impl Server {
             conn_config: Arc::new(ConnectionConfig::new(app.clone(), executor)),
         };
         let mut force = pin!(force);
-        let addr = acceptor.listener.local_addr().ok();
-        info!(phase = Phase::Running.name(), addr = ?addr, max_conns = config.max_connections, "shutdown phase");
+        let addr = acceptor
+            .listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        info!(phase = Phase::Running.name(), addr = %addr, max_conns = config.max_connections, "shutdown phase");
 
         // ── 1. Running ───────────────────────────────────────────────────
         acceptor.accept_until(shutdown).await;
