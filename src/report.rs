@@ -43,7 +43,8 @@ pub struct ShutdownReport {
     pub force: Duration,
     /// Connections open when the listener closed.
     pub connections_at_drain: usize,
-    /// Connections that finished on their own after the first signal.
+    /// Connections that finished on their own after the listener closed
+    /// (during the drain, or in the deadline grace after their 503).
     pub connections_drained: usize,
     /// Connections aborted by the forced close.
     pub connections_aborted: usize,

@@ -77,33 +77,8 @@ pub async fn get(addr: SocketAddr, path: &str) -> Response {
 /// Reads one response. `None` if the connection closed before a status
 /// line arrived (a bare EOF or reset).
 pub async fn read_response(stream: &mut TcpStream) -> Option<Response> {
-    let mut buf = Vec::new();
-    let (head_len, status, headers) = loop {
-        let mut hdrs = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut hdrs);
-        if let httparse::Status::Complete(n) = res.parse(&buf).expect("response head parses") {
-            let headers = res
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_string(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect::<Vec<_>>();
-            break (n, res.code.unwrap(), headers);
-        }
-        if read_more(stream, &mut buf).await == 0 {
-            return None;
-        }
-    };
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let mut rest = buf.split_off(head_len);
+    let (mut resp, mut rest) = try_read_head(stream).await?;
+    let status = resp.status;
     if let Some(len) = resp
         .header("content-length")
         .map(|v| v.parse::<usize>().unwrap())
@@ -175,11 +150,18 @@ pub async fn read_chunk(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Str
 /// Reads the head of a streaming response and returns it with whatever body
 /// bytes came along.
 pub async fn read_head(stream: &mut TcpStream) -> (Response, Vec<u8>) {
+    try_read_head(stream)
+        .await
+        .expect("EOF before a response head")
+}
+
+/// Reads a response head; `None` on EOF before it was complete.
+async fn try_read_head(stream: &mut TcpStream) -> Option<(Response, Vec<u8>)> {
     let mut buf = Vec::new();
     loop {
         let mut hdrs = [httparse::EMPTY_HEADER; 64];
         let mut res = httparse::Response::new(&mut hdrs);
-        if let httparse::Status::Complete(n) = res.parse(&buf).expect("head parses") {
+        if let httparse::Status::Complete(n) = res.parse(&buf).expect("response head parses") {
             let headers = res
                 .headers
                 .iter()
@@ -195,12 +177,11 @@ pub async fn read_head(stream: &mut TcpStream) -> (Response, Vec<u8>) {
                 headers,
                 body: Vec::new(),
             };
-            return (resp, buf.split_off(n));
+            return Some((resp, buf.split_off(n)));
         }
-        assert!(
-            read_more(stream, &mut buf).await > 0,
-            "EOF before a response head"
-        );
+        if read_more(stream, &mut buf).await == 0 {
+            return None;
+        }
     }
 }
 
