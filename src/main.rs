@@ -4,15 +4,24 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use lameduck::cli::Cli;
 use lameduck::{Server, listener, signals};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // Bad flags: clap prints the error and exits 2.
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors: print them and exit 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // A bad flag is a start-up error: one line, exit 2.
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default();
+            return startup_error(format_args!("{}", first.trim_start_matches("error: ")));
+        }
+    };
     let config = cli.config();
 
     tracing_subscriber::fmt()
