@@ -125,8 +125,9 @@ pub enum Answer {
     Status(u16, String),
     /// The connection was refused: nothing is listening.
     Refused,
-    /// Connected, but no complete response came (reset, EOF, time-out).
-    NoAnswer,
+    /// Connected, but no complete response came: cut off by a reset, an
+    /// early EOF or the time-out.
+    Cut,
 }
 
 /// One request on a fresh connection with `Connection: close`. Never
@@ -147,8 +148,8 @@ pub async fn try_request(addr: SocketAddr, method: &str, path: &str, body: &str)
         std::io::Result::Ok(buf)
     };
     match tokio::time::timeout(Duration::from_secs(20), exchange).await {
-        Ok(Ok(buf)) => parse(&buf).unwrap_or(Answer::NoAnswer),
-        _ => Answer::NoAnswer,
+        Ok(Ok(buf)) => parse(&buf).unwrap_or(Answer::Cut),
+        _ => Answer::Cut,
     }
 }
 
@@ -217,6 +218,7 @@ pub struct WriteLog {
 pub struct Writers {
     targets: Arc<Mutex<Vec<SocketAddr>>>,
     acked: Arc<AtomicUsize>,
+    acked_by: Arc<Mutex<BTreeMap<SocketAddr, usize>>>,
     progress: Arc<Notify>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<WriteLog>>,
@@ -228,13 +230,15 @@ impl Writers {
     pub fn start(targets: &[SocketAddr], clients: usize, max_each: usize, read_back: bool) -> Self {
         let targets = Arc::new(Mutex::new(targets.to_vec()));
         let acked = Arc::new(AtomicUsize::new(0));
+        let acked_by = Arc::new(Mutex::new(BTreeMap::new()));
         let progress = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let tasks = (0..clients)
             .map(|client| {
-                let (targets, acked, progress, stop) = (
+                let (targets, acked, acked_by, progress, stop) = (
                     targets.clone(),
                     acked.clone(),
+                    acked_by.clone(),
                     progress.clone(),
                     stop.clone(),
                 );
@@ -256,6 +260,7 @@ impl Writers {
                         };
                         log.acked.push((id, name));
                         acked.fetch_add(1, Relaxed);
+                        *acked_by.lock().unwrap().entry(addr).or_insert(0) += 1;
                         progress.notify_waiters();
                         if read_back && let Some(addr) = pick(&targets, client + n + 1) {
                             let path = format!("/api/items/{id}");
@@ -272,6 +277,7 @@ impl Writers {
         Writers {
             targets,
             acked,
+            acked_by,
             progress,
             stop,
             tasks,
@@ -286,6 +292,16 @@ impl Writers {
     /// Items acknowledged so far.
     pub fn acked(&self) -> usize {
         self.acked.load(Relaxed)
+    }
+
+    /// Items acknowledged by the server at `addr` so far.
+    pub fn acked_by(&self, addr: SocketAddr) -> usize {
+        self.acked_by
+            .lock()
+            .unwrap()
+            .get(&addr)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Waits until at least `n` items have been acknowledged in all.
@@ -351,7 +367,7 @@ fn record(
             targets.lock().unwrap().retain(|a| *a != addr);
             None
         }
-        Answer::NoAnswer => {
+        Answer::Cut => {
             log.no_answer += 1;
             None
         }
