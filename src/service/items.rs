@@ -284,6 +284,8 @@ fn store_error(e: StoreError) -> Response<Body> {
 mod tests {
     use super::*;
 
+    /// `?q=` is decoded like a form value, and anything that is not
+    /// well-formed UTF-8 after decoding is refused (the handler answers 400).
     #[test]
     fn search_text_is_percent_decoded_and_bad_escapes_are_refused() {
         assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));

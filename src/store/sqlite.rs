@@ -114,10 +114,10 @@ impl SqliteStore {
         })
     }
 
-    /// **For tests only.** Every write transaction stops after its first
-    /// statement — the item row inserted, its event not yet — and waits
-    /// there until its token is cancelled (a forced shutdown) or `max` has
-    /// passed. This is how a test catches a write mid-transaction.
+    /// **For tests only.** Every create stops after its first statement —
+    /// the item row inserted, its event not yet — and waits there, its
+    /// transaction open, until its token is cancelled (a forced shutdown)
+    /// or `max` has passed. This is how a test catches a write half done.
     pub fn hold_writes_open_for_tests(mut self, max: Duration) -> Self {
         self.hold_writes = Some(max);
         self
