@@ -235,13 +235,15 @@ impl Server {
                 let grace_end = Instant::now() + config.force_grace;
                 // Let the writes finish rolling back first, so that the
                 // 503 their clients get below is true: not stored.
-                wait_for_writes(&app.writes, grace_end, &mut force).await;
+                let forced = wait_for_writes(&app.writes, grace_end, &mut force).await;
                 // Be polite where it costs nothing: handlers that have not
                 // answered yet answer 503 + Retry-After now; give those
                 // answers `force_grace` to be written. A second signal
                 // skips the wait.
                 app.past_deadline.cancel();
-                wait_for_conns(&mut conns, grace_end, &mut force, &mut tally).await;
+                if !forced {
+                    wait_for_conns(&mut conns, grace_end, &mut force, &mut tally).await;
+                }
             }
             // Close semantics: stop everything that is still running.
             app.closing.cancel();
@@ -405,6 +407,8 @@ async fn accept(
 /// Step 4: waits until every connection, worker, HTTP/2 stream task and
 /// write is done, the deadline passes, or `force` fires. Returns how it
 /// ended.
+// One argument over clippy's limit: each is a different thing the drain
+// waits on, and bundling them in a struct would hide that.
 #[allow(clippy::too_many_arguments)]
 async fn drain(
     conns: &mut JoinSet<()>,
@@ -447,17 +451,19 @@ async fn drain(
 
 /// Step 5 (deadline): waits for writes to finish (roll back, since
 /// `abandon_writes` is cancelled), until `until` or a second signal.
+/// Returns true if it was the second signal (`force` is then done and must
+/// not be polled again).
 async fn wait_for_writes(
     writes: &TaskTracker,
     until: Instant,
     force: &mut Pin<&mut impl Future<Output = ()>>,
-) {
+) -> bool {
     writes.close();
     tokio::select! {
         biased;
-        _ = force.as_mut() => {}
-        _ = tokio::time::sleep_until(until) => {}
-        _ = writes.wait() => {}
+        _ = force.as_mut() => true,
+        _ = tokio::time::sleep_until(until) => false,
+        _ = writes.wait() => false,
     }
 }
 

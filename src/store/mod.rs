@@ -24,7 +24,7 @@
 //! * [`SqliteStore`] ([`sqlite`]): a file on disk, WAL mode, one writer and a
 //!   few reader connections, all called on Tokio's blocking pool. What the
 //!   binary runs with.
-//! * [`MemoryStore`] ([`memory`]): a `Mutex<BTreeMap>`, lost on exit. What
+//! * [`MemoryStore`] (`memory.rs`): a `Mutex<BTreeMap>`, lost on exit. What
 //!   `--db :memory:` and [`crate::Server::new`] use, and most tests.
 
 mod memory;

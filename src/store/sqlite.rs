@@ -11,7 +11,7 @@
 //!
 //! Go's `db.QueryContext(ctx, ...)` hands the context to the driver, which
 //! aborts the query when it is cancelled. Here the store does that by hand:
-//! every read holds an [`InterruptOnDrop`] guard whose `Drop` calls
+//! every read holds an `InterruptOnDrop` guard whose `Drop` calls
 //! `sqlite3_interrupt` (rusqlite's [`InterruptHandle`]) on the connection
 //! running the statement. The statement fails with `SQLITE_INTERRUPT` at
 //! its next step, the thread returns the connection to the pool, and the
@@ -357,7 +357,7 @@ impl Store for SqliteStore {
 }
 
 /// Between-steps checks of a write transaction.
-pub struct Steps {
+struct Steps {
     cancel: CancellationToken,
     hold: Option<Duration>,
     held: Arc<AtomicU64>,
