@@ -43,7 +43,7 @@ pub async fn run(app: Arc<App>, every: Duration, cancel: CancellationToken) {
 
 /// One purge: batches until a batch comes back short, the token fires, or
 /// the store fails.
-pub async fn clean_once(app: &App, cancel: &CancellationToken) {
+async fn clean_once(app: &App, cancel: &CancellationToken) {
     let batch = app.config.cleanup_batch.max(1);
     // One "now" for the whole purge, so it ends even if items keep expiring.
     let now = unix_now();
