@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::metrics::Metrics;
@@ -31,18 +32,33 @@ pub struct App {
     /// `503` + `Retry-After` at once, so the client gets an answer it can
     /// retry rather than a bare reset when the connections are aborted.
     pub past_deadline: CancellationToken,
+    /// Writes in progress (`POST`/`DELETE` on items), each a task of its
+    /// own rather than part of its request: a client that leaves mid-write
+    /// drops its handler, not the write. The drain waits for these like it
+    /// waits for connections, within the same deadline.
+    pub writes: TaskTracker,
+    /// Cancelled when the shutdown is forced (deadline or second signal),
+    /// and only then. A write still in progress rolls back instead of
+    /// committing, so a forced exit never leaves a half-done write.
+    pub abandon_writes: CancellationToken,
 }
 
 impl App {
     /// Fresh state in the `Running` phase.
     pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
+        // The store counts what only it can see (interrupted queries);
+        // `/metrics` shows those counters beside the server's.
+        let mut metrics = Metrics::default();
+        metrics.store = store.counters();
         App {
             config,
             store,
-            metrics: Default::default(),
+            metrics,
             phase: Default::default(),
             closing: CancellationToken::new(),
             past_deadline: CancellationToken::new(),
+            writes: TaskTracker::new(),
+            abandon_writes: CancellationToken::new(),
         }
     }
 }

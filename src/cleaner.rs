@@ -3,11 +3,19 @@
 //! A background task is the part of a service most often forgotten at
 //! shutdown: the port closes, but a ticker loop keeps the process alive (or
 //! is killed mid-write). This one selects on its cancellation token next to
-//! its ticker, passes the same token into the store so a long purge stops
-//! too, and returns when cancelled. The server cancels it when the drain
-//! begins and waits for it inside the same deadline as the connections.
+//! its ticker, and returns when cancelled. The server cancels it when the
+//! drain begins and waits for it inside the same deadline as the
+//! connections.
+//!
+//! A purge can be large (a million items expiring at once). It is done in
+//! batches of at most `cleanup_batch` items, each its own transaction, and
+//! the token is checked between batches, so a cancelled cleaner stops after
+//! at most the batch it is in — shutdown never waits on a long purge, and
+//! every committed batch stays done. The token also goes into the store,
+//! where a batch that sees it before committing rolls back.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
@@ -33,18 +41,38 @@ pub async fn run(app: Arc<App>, every: Duration, cancel: CancellationToken) {
     }
 }
 
+/// One purge: batches until a batch comes back short, the token fires, or
+/// the store fails.
 async fn clean_once(app: &App, cancel: &CancellationToken) {
-    match app.store.purge_expired(unix_now(), cancel.clone()).await {
-        Ok(n) => {
-            app.metrics
-                .cleaner_runs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            app.metrics
-                .items_purged
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-            debug!(task = "cleaner", purged = n, "cleaner run done");
+    let batch = app.config.cleanup_batch.max(1);
+    // One "now" for the whole purge, so it ends even if items keep expiring.
+    let now = unix_now();
+    let mut purged = 0;
+    loop {
+        // Between batches: the point where a cancelled cleaner stops.
+        if cancel.is_cancelled() {
+            debug!(task = "cleaner", purged, "purge stopped by cancellation");
+            return;
         }
-        Err(StoreError::Cancelled) => debug!(task = "cleaner", "purge cancelled"),
-        Err(e) => warn!(task = "cleaner", error = %e, "purge failed"),
+        match app.store.purge_expired(now, batch, cancel.clone()).await {
+            Ok(n) => {
+                app.metrics.cleaner_batches.fetch_add(1, Relaxed);
+                app.metrics.items_purged.fetch_add(n as u64, Relaxed);
+                purged += n;
+                if n < batch {
+                    break;
+                }
+            }
+            Err(StoreError::Cancelled) => {
+                debug!(task = "cleaner", purged, "purge cancelled");
+                return;
+            }
+            Err(e) => {
+                warn!(task = "cleaner", error = %e, purged, "purge failed");
+                return;
+            }
+        }
     }
+    app.metrics.cleaner_runs.fetch_add(1, Relaxed);
+    debug!(task = "cleaner", purged, "cleaner run done");
 }

@@ -4,6 +4,7 @@
 //! Each flag's help names the Go `http.Server` setting it corresponds to.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -84,6 +85,17 @@ pub struct Cli {
     /// becomes a 500. For tests and demos only.
     #[arg(long, env = "LAMEDUCK_DEBUG_ROUTES")]
     pub debug_routes: bool,
+
+    /// SQLite database file for items (created if missing; WAL mode, so
+    /// two instances can share it). `:memory:` keeps items in memory and
+    /// loses them at exit. Go: the `*sql.DB` behind the article's `store`.
+    #[arg(long, env = "LAMEDUCK_DB", default_value = "lameduck.db")]
+    pub db: PathBuf,
+
+    /// Most expired items the cleaner removes per transaction; it checks
+    /// for shutdown between batches.
+    #[arg(long, env = "LAMEDUCK_CLEANUP_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cleanup_batch: u32,
 }
 
 impl Cli {
@@ -103,6 +115,8 @@ impl Cli {
             max_connections: self.max_connections as usize,
             cleanup_interval: self.cleanup_interval,
             debug_routes: self.debug_routes,
+            db: self.db.clone(),
+            cleanup_batch: self.cleanup_batch as usize,
         }
     }
 }

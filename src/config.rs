@@ -6,6 +6,7 @@
 //! so the mapping in the README can be checked against the code.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Server settings. `Config::default()` is what `lameduck` runs with when no
@@ -58,6 +59,16 @@ pub struct Config {
     /// Serve `/debug/*` routes that exist only to prove behaviours in tests
     /// (a handler that panics). Off by default.
     pub debug_routes: bool,
+
+    /// The SQLite file items live in, read by the binary to open its store
+    /// (see [`crate::store::open`]); `:memory:` means an in-memory store,
+    /// lost at exit. [`crate::Server::new`] ignores it and always uses
+    /// memory; [`crate::Server::with_store`] takes the store it is given.
+    pub db: PathBuf,
+    /// At most this many expired items per cleaner transaction. The cleaner
+    /// checks for cancellation between batches, so this bounds how long
+    /// shutdown can wait on a purge.
+    pub cleanup_batch: usize,
 }
 
 impl Default for Config {
@@ -76,6 +87,8 @@ impl Default for Config {
             max_connections: 10_000,
             cleanup_interval: Duration::from_secs(60),
             debug_routes: false,
+            db: PathBuf::from("lameduck.db"),
+            cleanup_batch: 500,
         }
     }
 }

@@ -38,6 +38,8 @@
 //!   about signals.
 //! - [`service`]: routing and handlers; how cancellation reaches work.
 //! - [`store`]: the item store; every call takes a cancellation token.
+//!   SQLite in WAL mode on a file (`--db`), or memory: reads interrupted
+//!   when their request goes away, writes that commit or roll back whole.
 //! - [`cleaner`]: the background worker (`runCleaner`).
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use lameduck::cli::Cli;
-use lameduck::{Server, listener, signals};
+use lameduck::{Server, listener, signals, store};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -32,6 +32,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    // Before listening: a database that cannot be opened or migrated is a
+    // start-up error (exit 2), not a server that answers 500s.
+    let store = match store::open(&config.db) {
+        Ok(store) => store,
+        Err(e) => return startup_error(format_args!("{e}")),
+    };
+    info!(db = %config.db.display(), "store open");
+
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return startup_error(format_args!("cannot start the runtime: {e}")),
@@ -46,7 +54,7 @@ fn main() -> ExitCode {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         info!("listening on {addr}");
 
-        let server = Server::new(config);
+        let server = Server::with_store(config, store);
         let report = server
             .run(
                 listener,

@@ -6,9 +6,11 @@
 //! grow it.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::phase::{Phase, PhaseCell};
+use crate::store::StoreCounters;
 
 /// Every counter the server keeps. Shared through [`crate::App`].
 #[derive(Debug)]
@@ -34,6 +36,15 @@ pub struct Metrics {
     pub cleaner_runs: AtomicU64,
     /// Items the cleaner removed.
     pub items_purged: AtomicU64,
+    /// Transactions the cleaner committed (each removes at most
+    /// `cleanup_batch` items).
+    pub cleaner_batches: AtomicU64,
+    /// Writes that committed after the drain began: the work the drain
+    /// waited for instead of cutting.
+    pub writes_during_drain: AtomicU64,
+    /// The store's own counters (interrupted queries, open transactions).
+    /// Shared with the store, which is the only one that can see them.
+    pub store: Arc<StoreCounters>,
 }
 
 impl Default for Metrics {
@@ -49,6 +60,9 @@ impl Default for Metrics {
             work_cancelled: AtomicU64::new(0),
             cleaner_runs: AtomicU64::new(0),
             items_purged: AtomicU64::new(0),
+            cleaner_batches: AtomicU64::new(0),
+            writes_during_drain: AtomicU64::new(0),
+            store: Arc::default(),
         }
     }
 }
@@ -143,6 +157,42 @@ impl Metrics {
             "Expired items removed by the cleaner.",
             "counter",
             self.items_purged.load(Relaxed),
+        );
+        gauge(
+            "lameduck_cleaner_batches_total",
+            "Cleaner transactions committed (bounded batches of expired items).",
+            "counter",
+            self.cleaner_batches.load(Relaxed),
+        );
+        gauge(
+            "lameduck_writes_during_drain_total",
+            "Writes that committed after the drain began.",
+            "counter",
+            self.writes_during_drain.load(Relaxed),
+        );
+        gauge(
+            "lameduck_queries_interrupted_total",
+            "Database statements interrupted because their reader went away.",
+            "counter",
+            self.store.queries_interrupted.load(Relaxed),
+        );
+        gauge(
+            "lameduck_store_reads_running",
+            "Database reads running on a blocking thread.",
+            "gauge",
+            self.store.reads_running.load(Relaxed),
+        );
+        gauge(
+            "lameduck_store_writes_open",
+            "Database write transactions open.",
+            "gauge",
+            self.store.writes_open.load(Relaxed),
+        );
+        gauge(
+            "lameduck_writes_rolled_back_total",
+            "Write transactions rolled back by a forced shutdown.",
+            "counter",
+            self.store.writes_rolled_back.load(Relaxed),
         );
 
         out.push_str(

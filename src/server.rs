@@ -211,6 +211,7 @@ impl Server {
                 &mut conns,
                 &mut worker_set,
                 &streams,
+                &app.writes,
                 told,
                 deadline,
                 &mut force,
@@ -231,14 +232,22 @@ impl Server {
                 conns = conns.len(),
                 "shutdown phase"
             );
+            // Writes still in progress roll back instead of committing: a
+            // forced exit must not leave a write half done.
+            app.abandon_writes.cancel();
             if outcome == Outcome::ForcedByDeadline {
+                let grace_end = Instant::now() + config.force_grace;
+                // Let the writes finish rolling back first, so that the
+                // 503 their clients get below is true: not stored.
+                let forced = wait_for_writes(&app.writes, grace_end, &mut force).await;
                 // Be polite where it costs nothing: handlers that have not
                 // answered yet answer 503 + Retry-After now; give those
                 // answers `force_grace` to be written. A second signal
                 // skips the wait.
                 app.past_deadline.cancel();
-                let grace_end = Instant::now() + config.force_grace;
-                wait_for_conns(&mut conns, grace_end, &mut force, &mut tally).await;
+                if !forced {
+                    wait_for_conns(&mut conns, grace_end, &mut force, &mut tally).await;
+                }
             }
             // Close semantics: stop everything that is still running.
             app.closing.cancel();
@@ -256,6 +265,12 @@ impl Server {
             // Stream tasks race `force_streams`, so they end at their next
             // poll; the bound only guards against a task that never yields.
             let _ = tokio::time::timeout(Duration::from_secs(1), streams.wait()).await;
+            // Write tasks check `abandon_writes` between statements, so they
+            // end within one statement. If one does not (stuck waiting for
+            // another process's lock), the process exits without its commit,
+            // and SQLite discards the uncommitted transaction.
+            app.writes.close();
+            let _ = tokio::time::timeout(Duration::from_secs(1), app.writes.wait()).await;
         }
         let force = if outcome == Outcome::Drained {
             Duration::ZERO
@@ -393,12 +408,17 @@ async fn accept(
     Ok((stream, permit))
 }
 
-/// Step 4: waits until every connection, worker and HTTP/2 stream task is
-/// done, the deadline passes, or `force` fires. Returns how it ended.
+/// Step 4: waits until every connection, worker, HTTP/2 stream task and
+/// write is done, the deadline passes, or `force` fires. Returns how it
+/// ended.
+// One argument over clippy's limit: each is a different thing the drain
+// waits on, and bundling them in a struct would hide that.
+#[allow(clippy::too_many_arguments)]
 async fn drain(
     conns: &mut JoinSet<()>,
     workers: &mut JoinSet<&'static str>,
     streams: &TaskTracker,
+    writes: &TaskTracker,
     told: impl Future<Output = ()>,
     deadline: Instant,
     force: &mut Pin<&mut impl Future<Output = ()>>,
@@ -409,8 +429,11 @@ async fn drain(
     // No new stream can start once every connection is gone, so closing
     // the tracker now lets `wait()` resolve when the last one ends.
     streams.close();
+    // The same for writes: a write outlives its connection if the client
+    // left, and the drain waits for it like for a connection.
+    writes.close();
     loop {
-        if conns.is_empty() && workers.is_empty() && streams.is_empty() {
+        if conns.is_empty() && workers.is_empty() && streams.is_empty() && writes.is_empty() {
             return Outcome::Drained;
         }
         tokio::select! {
@@ -425,7 +448,26 @@ async fn drain(
             // Only once no connection can start a new stream, and only while
             // some are left: a finished `wait()` is ready forever.
             _ = streams.wait(), if conns.is_empty() && !streams.is_empty() => {}
+            _ = writes.wait(), if conns.is_empty() && !writes.is_empty() => {}
         }
+    }
+}
+
+/// Step 5 (deadline): waits for writes to finish (roll back, since
+/// `abandon_writes` is cancelled), until `until` or a second signal.
+/// Returns true if it was the second signal (`force` is then done and must
+/// not be polled again).
+async fn wait_for_writes(
+    writes: &TaskTracker,
+    until: Instant,
+    force: &mut Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    writes.close();
+    tokio::select! {
+        biased;
+        _ = force.as_mut() => true,
+        _ = tokio::time::sleep_until(until) => false,
+        _ = writes.wait() => false,
     }
 }
 

@@ -3,6 +3,22 @@
 //! Go: `items, err := store.List(r.Context())`. Here: `store.list(page,
 //! token)`, where the token is cancelled by the handler's drop guard —
 //! when the client leaves, the request times out, or the deadline comes.
+//!
+//! # Reads and writes end differently
+//!
+//! A **read** belongs to its request. If the client leaves, nobody wants
+//! the answer: the handler is dropped, its token cancelled, and the store
+//! interrupts the query.
+//!
+//! A **write** does not belong to its request. Once it has started, the
+//! client leaving (or its request timing out) must not decide whether the
+//! item exists: the client may have given up a millisecond before the
+//! commit, or it may retry and expect to find it. So the write runs as a
+//! task of its own in [`App::writes`], the handler only waits for its
+//! result, and dropping the handler drops that wait, not the write. The
+//! drain waits for the tracked writes within the shutdown deadline. The only
+//! thing that stops a write is a forced shutdown ([`App::abandon_writes`]),
+//! and then it rolls back: the item is either wholly there or not at all.
 
 use std::sync::Arc;
 
@@ -13,6 +29,8 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::query;
 use super::request_token;
 use super::respond::{self, Body};
@@ -22,9 +40,26 @@ use crate::store::{NewItem, Page, StoreError};
 /// Longest accepted item name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 
+/// Longest accepted search text (`?q=`), in characters.
+pub const MAX_SEARCH_CHARS: usize = 200;
+
 /// `GET /api/items?limit=&after=`: a page of items, 200 JSON array.
+///
+/// With `&q=text`, only items whose name contains `text` (ASCII
+/// case-insensitive): an unindexed scan of the whole table, the slow query
+/// that shows a client leaving interrupting the database.
 pub async fn list(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let q = req.uri().query();
+    let search = match query::param(q, "q").map(percent_decode) {
+        None => None,
+        Some(Some(text)) if (1..=MAX_SEARCH_CHARS).contains(&text.chars().count()) => Some(text),
+        Some(_) => {
+            let msg = format!(
+                "query parameter `q` must be 1 to {MAX_SEARCH_CHARS} characters of percent-encoded UTF-8"
+            );
+            return respond::json_error(StatusCode::BAD_REQUEST, msg);
+        }
+    };
     let page = match (
         query::number(q, "limit", 1, 1000, Some(100)),
         query::number(q, "after", 0, u64::MAX, None),
@@ -38,7 +73,11 @@ pub async fn list(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     // Dropping this handler drops `_cancel_on_drop`, which cancels `token`:
     // the store sees the cancellation even if it handed work elsewhere.
     let (token, _cancel_on_drop) = request_token();
-    match app.store.list(page, token).await {
+    let items = match search {
+        None => app.store.list(page, token).await,
+        Some(text) => app.store.search(text, page, token).await,
+    };
+    match items {
         Ok(items) => respond::json(StatusCode::OK, &items),
         Err(e) => store_error(e),
     }
@@ -70,12 +109,18 @@ pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         let msg = format!("`name` must be 1 to {MAX_NAME_CHARS} characters, not blank");
         return respond::json_error(StatusCode::UNPROCESSABLE_ENTITY, msg);
     }
-    let (token, _cancel_on_drop) = request_token();
+    if new.ttl_secs.is_some_and(|t| t > MAX_TTL_SECS) {
+        let msg = format!("`ttl_secs` must be at most {MAX_TTL_SECS} (100 years)");
+        return respond::json_error(StatusCode::UNPROCESSABLE_ENTITY, msg);
+    }
     let item = NewItem {
         name: new.name,
         ttl_secs: new.ttl_secs,
     };
-    match app.store.create(item, token).await {
+    let created = tracked_write(&app, |app, abandon| async move {
+        app.store.create(item, abandon).await
+    });
+    match created.await {
         Ok(item) => {
             let mut res = respond::json(StatusCode::CREATED, &item);
             if let Ok(loc) = HeaderValue::try_from(format!("/api/items/{}", item.id)) {
@@ -99,12 +144,70 @@ pub async fn get(app: Arc<App>, id: u64) -> Response<Body> {
 
 /// `DELETE /api/items/{id}`: 204, or 404 if there was no such item.
 pub async fn delete(app: Arc<App>, id: u64) -> Response<Body> {
-    let (token, _cancel_on_drop) = request_token();
-    match app.store.delete(id, token).await {
+    let deleted = tracked_write(&app, move |app, abandon| async move {
+        app.store.delete(id, abandon).await
+    });
+    match deleted.await {
         Ok(true) => respond::empty(StatusCode::NO_CONTENT),
         Ok(false) => respond::json_error(StatusCode::NOT_FOUND, "no such item"),
         Err(e) => store_error(e),
     }
+}
+
+/// Longest accepted `ttl_secs`: 100 years. Far enough for "keep it a long
+/// time", small enough that `now + ttl` fits the database's integers.
+pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// Starts a write as a task of its own in [`App::writes`] and returns the
+/// wait for its result. Dropping the returned future (the client left, the
+/// request timed out) does not stop the write; see the module docs.
+///
+/// The write gets [`App::abandon_writes`], never a request token: only a
+/// forced shutdown makes it roll back.
+fn tracked_write<T, F, Fut>(
+    app: &Arc<App>,
+    write: F,
+) -> impl std::future::Future<Output = Result<T, StoreError>> + use<T, F, Fut>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<App>, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    let abandon = app.abandon_writes.clone();
+    let work = write(app.clone(), abandon);
+    let app = app.clone();
+    let task = app.clone().writes.spawn(async move {
+        let res = work.await;
+        // Counted after the commit: the drain began before this write
+        // finished, and waited for it.
+        if res.is_ok() && app.closing.is_cancelled() {
+            app.metrics.writes_during_drain.fetch_add(1, Relaxed);
+        }
+        res
+    });
+    async move {
+        task.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("write task failed".into())))
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space) in a query value. `None` if the
+/// result is not UTF-8 or an escape is malformed.
+fn percent_decode(raw: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                let hex = std::str::from_utf8(&hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+            }
+            b => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The id in `/api/items/{id}`: a decimal `u64`, nothing after it.
@@ -165,11 +268,30 @@ fn store_error(e: StoreError) -> Response<Body> {
     match e {
         // Only reachable if the client is gone; the answer goes nowhere,
         // but it must still be a well-formed one.
-        StoreError::Cancelled => {
-            respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "request cancelled")
-        }
+        // A read: only reachable if the client is gone; the answer goes
+        // nowhere, but it must still be a well-formed one. A write: the
+        // shutdown was forced and the transaction rolled back.
+        StoreError::Cancelled => respond::retry_elsewhere("cancelled; nothing was stored"),
+        // Another process held the database past the busy timeout.
+        StoreError::Busy => respond::retry_elsewhere("database busy, try again"),
         StoreError::Unavailable(_) => {
             respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "query failed")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `?q=` is decoded like a form value, and anything that is not
+    /// well-formed UTF-8 after decoding is refused (the handler answers 400).
+    #[test]
+    fn search_text_is_percent_decoded_and_bad_escapes_are_refused() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%FF"), None);
     }
 }

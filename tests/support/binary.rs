@@ -23,6 +23,9 @@ impl Binary {
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
+            // No stray `lameduck.db` in the working directory: tests that
+            // want a file pass `--db PATH`, which overrides this.
+            .env("LAMEDUCK_DB", ":memory:")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,222 @@
+//! [`MemoryStore`]: items in a `Mutex<BTreeMap>`, lost on exit.
+//!
+//! Every call finishes inside its own `poll`, under a lock held for
+//! microseconds, so there is nothing to interrupt: the token is checked once,
+//! at the start. That is what `--db :memory:` and most tests run on.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, unix_now};
+
+/// Items in memory, lost on exit.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+    counters: Arc<StoreCounters>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    next_id: u64,
+    items: BTreeMap<u64, Item>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (every update is one insert or remove), so a poisoned lock is
+        // still consistent and we keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn page_where(&self, page: Page, keep: impl Fn(&Item) -> bool) -> Vec<Item> {
+        let start = page.after.map_or(0, |a| a.saturating_add(1));
+        self.lock()
+            .items
+            .range(start..)
+            .map(|(_, v)| v)
+            .filter(|v| keep(v))
+            .take(page.limit)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Store for MemoryStore {
+    fn list(&self, page: Page, cancel: CancellationToken) -> StoreFuture<'_, Vec<Item>> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            Ok(self.page_where(page, |_| true))
+        })
+    }
+
+    fn search(
+        &self,
+        text: String,
+        page: Page,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, Vec<Item>> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            // The same matching as SQLite's LIKE: ASCII case-insensitive.
+            let needle = text.to_ascii_lowercase();
+            Ok(self.page_where(page, |item| {
+                item.name.to_ascii_lowercase().contains(&needle)
+            }))
+        })
+    }
+
+    fn create(&self, item: NewItem, cancel: CancellationToken) -> StoreFuture<'_, Item> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            let now = unix_now();
+            let mut inner = self.lock();
+            inner.next_id += 1;
+            let stored = Item {
+                id: inner.next_id,
+                name: item.name,
+                created_at: now,
+                expires_at: item.ttl_secs.map(|t| now.saturating_add(t)),
+            };
+            inner.items.insert(stored.id, stored.clone());
+            Ok(stored)
+        })
+    }
+
+    fn get(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, Option<Item>> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            Ok(self.lock().items.get(&id).cloned())
+        })
+    }
+
+    fn delete(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            Ok(self.lock().items.remove(&id).is_some())
+        })
+    }
+
+    fn purge_expired(
+        &self,
+        now: u64,
+        limit: usize,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            if cancel.is_cancelled() {
+                return Err(StoreError::Cancelled);
+            }
+            let mut inner = self.lock();
+            let expired: Vec<u64> = inner
+                .items
+                .values()
+                .filter(|item| item.expires_at.is_some_and(|e| e <= now))
+                .map(|item| item.id)
+                .take(limit)
+                .collect();
+            for id in &expired {
+                inner.items.remove(id);
+            }
+            Ok(expired.len())
+        })
+    }
+
+    fn counters(&self) -> Arc<StoreCounters> {
+        self.counters.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The article's `TestHandlerContextCanceled`, at the store layer: a
+    /// pre-cancelled token makes every call return `Cancelled` at once.
+    #[tokio::test]
+    async fn a_cancelled_token_stops_every_store_call() {
+        let store = MemoryStore::new();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let page = Page {
+            after: None,
+            limit: 10,
+        };
+        let new = NewItem {
+            name: "x".into(),
+            ttl_secs: None,
+        };
+        assert_eq!(
+            store.list(page, cancel.clone()).await,
+            Err(StoreError::Cancelled)
+        );
+        assert_eq!(
+            store.create(new, cancel.clone()).await,
+            Err(StoreError::Cancelled)
+        );
+        assert_eq!(
+            store.purge_expired(0, 10, cancel).await,
+            Err(StoreError::Cancelled)
+        );
+    }
+
+    /// The cursor pages by id, search filters without breaking the cursor,
+    /// and a purge removes at most `limit` expired items.
+    #[tokio::test]
+    async fn pages_follow_the_after_cursor_and_expired_items_are_purged() {
+        let store = MemoryStore::new();
+        let live = CancellationToken::new();
+        for (name, ttl) in [("a", None), ("b", Some(0)), ("c", None), ("Bb", Some(0))] {
+            let item = NewItem {
+                name: name.into(),
+                ttl_secs: ttl,
+            };
+            store.create(item, live.clone()).await.unwrap();
+        }
+        let page = Page {
+            after: Some(1),
+            limit: 1,
+        };
+        let names = |items: Vec<Item>| items.into_iter().map(|i| i.name).collect::<Vec<_>>();
+        assert_eq!(names(store.list(page, live.clone()).await.unwrap()), ["b"]);
+        let found = store.search("b".into(), page, live.clone()).await;
+        assert_eq!(names(found.unwrap()), ["b"]);
+        assert_eq!(
+            store.purge_expired(unix_now(), 1, live.clone()).await,
+            Ok(1)
+        );
+        assert_eq!(
+            store.purge_expired(unix_now(), 5, live.clone()).await,
+            Ok(1)
+        );
+        let all = store
+            .list(
+                Page {
+                    after: None,
+                    limit: 10,
+                },
+                live,
+            )
+            .await
+            .unwrap();
+        assert_eq!(all.iter().map(|i| i.id).collect::<Vec<_>>(), [1, 3]);
+    }
+}

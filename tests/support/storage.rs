@@ -1,0 +1,375 @@
+//! Helpers for the storage tests: throwaway database files, reading a file
+//! back behind the server's back (as an operator would after it exits),
+//! and clients that keep writing while a server is being stopped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A database path in a fresh directory under the system temp dir; the
+/// directory (with the `-wal` and `-shm` files) is removed on drop.
+pub struct TempDb {
+    dir: PathBuf,
+    /// The database file (not created yet).
+    pub path: PathBuf,
+}
+
+impl TempDb {
+    /// A new, empty directory named after `tag`, the process and a counter.
+    pub fn new(tag: &str) -> TempDb {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lameduck-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let path = dir.join("items.db");
+        TempDb { dir, path }
+    }
+
+    /// The path as a `--db` argument.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("temp path is UTF-8")
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Opens the file directly with rusqlite.
+pub fn open_raw(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open database");
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn
+}
+
+/// `PRAGMA integrity_check`: `"ok"` for a sound file.
+pub fn integrity_check(conn: &Connection) -> String {
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check runs")
+}
+
+/// One stored item, with the number of `create` events logged for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredItem {
+    pub id: u64,
+    pub name: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub create_events: i64,
+}
+
+/// Every item in the file, in id order.
+pub fn stored_items(conn: &Connection) -> Vec<StoredItem> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT i.id, i.name, i.created_at, i.expires_at,
+                    (SELECT count(*) FROM item_events e
+                     WHERE e.item_id = i.id AND e.op = 'create')
+             FROM items i ORDER BY i.id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok(StoredItem {
+            id: r.get::<_, i64>(0)? as u64,
+            name: r.get(1)?,
+            created_at: r.get(2)?,
+            expires_at: r.get(3)?,
+            create_events: r.get(4)?,
+        })
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// Rows in the event log.
+pub fn event_count(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM item_events", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Inserts `n` items (names of `len` characters, each `expires_at`) in one
+/// transaction, generated inside SQLite so that seeding a large table is
+/// quick. The file must already have the schema (open a store on it
+/// first).
+pub fn seed(conn: &Connection, n: u64, len: usize, expires_at: Option<i64>) {
+    conn.execute(
+        "WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < ?1)
+         INSERT INTO items (name, created_at, expires_at)
+         SELECT printf('seeded-%d-%.*c', x, ?2, 'a'), 1, ?3 FROM seq",
+        rusqlite::params![n as i64, len as i64 - 16, expires_at],
+    )
+    .expect("seed items");
+}
+
+/// What one request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A complete response: status and body.
+    Status(u16, String),
+    /// The connection was refused: nothing is listening.
+    Refused,
+    /// Connected, but no complete response came: cut off by a reset, an
+    /// early EOF or the time-out.
+    Cut,
+}
+
+/// One request on a fresh connection with `Connection: close`. Never
+/// panics: every way it can go wrong is an [`Answer`].
+pub async fn try_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Answer {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return Answer::Refused;
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let exchange = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        std::io::Result::Ok(buf)
+    };
+    match tokio::time::timeout(Duration::from_secs(20), exchange).await {
+        Ok(Ok(buf)) => parse(&buf).unwrap_or(Answer::Cut),
+        _ => Answer::Cut,
+    }
+}
+
+/// A whole `Connection: close` response, or `None` if it is cut short.
+fn parse(buf: &[u8]) -> Option<Answer> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut res = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head) = res.parse(buf).ok()? else {
+        return None;
+    };
+    let len = res
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let body = buf.get(head..head + len)?;
+    Some(Answer::Status(
+        res.code?,
+        String::from_utf8_lossy(body).into_owned(),
+    ))
+}
+
+/// The id in a `201` body.
+pub fn id_of(body: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(body).ok()?["id"].as_u64()
+}
+
+/// The name the writers give item `n` of client `client`: fixed length, so
+/// a truncated one would show.
+pub fn item_name(client: usize, n: usize) -> String {
+    format!("w{client:02}-{n:05}-{}", "x".repeat(40))
+}
+
+/// True if `name` is one [`item_name`] could have made.
+pub fn is_writer_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 50
+        && b[0] == b'w'
+        && b[1..3].iter().all(u8::is_ascii_digit)
+        && b[3] == b'-'
+        && b[4..9].iter().all(u8::is_ascii_digit)
+        && b[9] == b'-'
+        && b[10..].iter().all(|&c| c == b'x')
+}
+
+/// Everything the writers saw.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    /// `(id, name)` of every item whose `201` reached a client.
+    pub acked: Vec<(u64, String)>,
+    /// How many answers of each status (201 included).
+    pub statuses: BTreeMap<u16, usize>,
+    /// Answers that were not 2xx, with their bodies.
+    pub failures: Vec<(u16, String)>,
+    /// Requests that got no complete answer.
+    pub no_answer: usize,
+    /// Read-backs (`GET /api/items/{id}` of an acknowledged item) done.
+    pub reads: usize,
+}
+
+/// `clients` tasks POSTing distinct items to the servers in `targets`,
+/// round robin, each at most `max_each` times. A server that refuses a
+/// connection is taken out of `targets` (it has closed its listener); a
+/// client stops when none is left, or when [`Writers::stop`] is called.
+pub struct Writers {
+    targets: Arc<Mutex<Vec<SocketAddr>>>,
+    acked: Arc<AtomicUsize>,
+    acked_by: Arc<Mutex<BTreeMap<SocketAddr, usize>>>,
+    progress: Arc<Notify>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<WriteLog>>,
+}
+
+impl Writers {
+    /// Starts the clients. With `read_back`, each acknowledged item is
+    /// also fetched (from the next target in turn) and must be there.
+    pub fn start(targets: &[SocketAddr], clients: usize, max_each: usize, read_back: bool) -> Self {
+        let targets = Arc::new(Mutex::new(targets.to_vec()));
+        let acked = Arc::new(AtomicUsize::new(0));
+        let acked_by = Arc::new(Mutex::new(BTreeMap::new()));
+        let progress = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let tasks = (0..clients)
+            .map(|client| {
+                let (targets, acked, acked_by, progress, stop) = (
+                    targets.clone(),
+                    acked.clone(),
+                    acked_by.clone(),
+                    progress.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut log = WriteLog::default();
+                    for n in 0..max_each {
+                        let Some(addr) = pick(&targets, client + n) else {
+                            break;
+                        };
+                        if stop.is_cancelled() {
+                            break;
+                        }
+                        let name = item_name(client, n);
+                        let body = format!(r#"{{"name":"{name}"}}"#);
+                        let answer = try_request(addr, "POST", "/api/items", &body).await;
+                        let id = match record(&mut log, &targets, addr, answer) {
+                            Some((201, body)) => id_of(&body).expect("201 carries an id"),
+                            _ => continue,
+                        };
+                        log.acked.push((id, name));
+                        acked.fetch_add(1, Relaxed);
+                        *acked_by.lock().unwrap().entry(addr).or_insert(0) += 1;
+                        progress.notify_waiters();
+                        if read_back && let Some(addr) = pick(&targets, client + n + 1) {
+                            let path = format!("/api/items/{id}");
+                            let answer = try_request(addr, "GET", &path, "").await;
+                            if record(&mut log, &targets, addr, answer).is_some() {
+                                log.reads += 1;
+                            }
+                        }
+                    }
+                    log
+                })
+            })
+            .collect();
+        Writers {
+            targets,
+            acked,
+            acked_by,
+            progress,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Adds a server for the clients to use.
+    pub fn add_target(&self, addr: SocketAddr) {
+        self.targets.lock().unwrap().push(addr);
+    }
+
+    /// Items acknowledged so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(Relaxed)
+    }
+
+    /// Items acknowledged by the server at `addr` so far.
+    pub fn acked_by(&self, addr: SocketAddr) -> usize {
+        self.acked_by
+            .lock()
+            .unwrap()
+            .get(&addr)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until at least `n` items have been acknowledged in all.
+    pub async fn wait_acked(&self, n: usize, within: Duration) {
+        tokio::time::timeout(within, async {
+            loop {
+                let notified = self.progress.notified();
+                if self.acked() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {n} writes acknowledged in {within:?}"));
+    }
+
+    /// Tells the clients to stop after their current request.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for every client (they are bounded by `max_each`) and merges
+    /// their logs.
+    pub async fn join(self) -> WriteLog {
+        let mut all = WriteLog::default();
+        for task in self.tasks {
+            let log = task.await.expect("client task");
+            all.acked.extend(log.acked);
+            for (status, n) in log.statuses {
+                *all.statuses.entry(status).or_default() += n;
+            }
+            all.failures.extend(log.failures);
+            all.no_answer += log.no_answer;
+            all.reads += log.reads;
+        }
+        all
+    }
+}
+
+/// The target for request `turn`, round robin; `None` when none is left.
+fn pick(targets: &Mutex<Vec<SocketAddr>>, turn: usize) -> Option<SocketAddr> {
+    let targets = targets.lock().unwrap();
+    (!targets.is_empty()).then(|| targets[turn % targets.len()])
+}
+
+/// Logs `answer`; returns it if a response came.
+fn record(
+    log: &mut WriteLog,
+    targets: &Mutex<Vec<SocketAddr>>,
+    addr: SocketAddr,
+    answer: Answer,
+) -> Option<(u16, String)> {
+    match answer {
+        Answer::Status(status, body) => {
+            *log.statuses.entry(status).or_default() += 1;
+            if !(200..300).contains(&status) {
+                log.failures.push((status, body.clone()));
+            }
+            Some((status, body))
+        }
+        Answer::Refused => {
+            targets.lock().unwrap().retain(|a| *a != addr);
+            None
+        }
+        Answer::Cut => {
+            log.no_answer += 1;
+            None
+        }
+    }
+}
