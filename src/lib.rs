@@ -41,6 +41,7 @@
 //! - [`cleaner`]: the background worker (`runCleaner`).
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
+//! - [`fuzzing`]: the fuzz targets' entry points, also replayed by `cargo test`.
 
 pub mod accept;
 pub mod app;
@@ -49,6 +50,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod executor;
+pub mod fuzzing;
 pub mod head_timer;
 pub mod hooks;
 pub mod listener;
