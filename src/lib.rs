@@ -27,6 +27,7 @@
 //! - [`connection`]: one connection: protocol sniff, hyper, graceful watch.
 //! - [`head_timer`]: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
 //!   single header timer.
+//! - [`write_timeout`]: a peer that stops reading is cut off.
 //! - [`executor`]: where HTTP/2 stream tasks run, so a forced close reaches
 //!   them.
 //! - [`accept`]: accept errors, classified, with back-off.
@@ -61,6 +62,7 @@ pub mod server;
 pub mod service;
 pub mod signals;
 pub mod store;
+pub mod write_timeout;
 
 pub use app::App;
 pub use config::Config;
