@@ -21,7 +21,10 @@ fn replay(target: &str, run: fn(&[u8])) {
     let failed: Vec<String> = files
         .iter()
         .filter(|path| {
-            let input = std::fs::read(path).expect("readable corpus file");
+            // A running fuzzer may remove a file it has reduced; skip it.
+            let Ok(input) = std::fs::read(path) else {
+                return false;
+            };
             std::panic::catch_unwind(|| run(&input)).is_err()
         })
         .map(|path| path.display().to_string())

@@ -1,11 +1,15 @@
-//! Reading back what the server wrote on an HTTP/1.1 connection: it must be
-//! a sequence of well-formed responses and nothing else.
+//! Reading back what the server wrote on an HTTP/1 connection: it must be
+//! a sequence of well-formed responses and nothing else (HTTP/1.1, or
+//! HTTP/1.0 for an HTTP/1.0 request).
 
 /// One response found in the output.
 #[derive(Debug, Clone)]
 pub struct WireResponse {
     /// Where its status line starts in the output.
     pub offset: usize,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0 (the answer to
+    /// an HTTP/1.0 request).
+    pub minor_version: u8,
     /// The status code.
     pub status: u16,
     /// Header fields, names lower-cased.
@@ -23,10 +27,15 @@ impl WireResponse {
             .map(|(_, v)| v.as_str())
     }
 
-    /// True if it says `Connection: close`.
+    /// True if it is the last response on its connection: it says
+    /// `Connection: close`, or it is HTTP/1.0 (close by default) and does
+    /// not say `keep-alive`.
     pub fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+        let says = |token: &str| {
+            self.header("connection")
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        };
+        says("close") || (self.minor_version == 0 && !says("keep-alive"))
     }
 }
 
@@ -52,9 +61,7 @@ pub fn parse_responses(out: &[u8]) -> Result<Vec<WireResponse>, String> {
             Ok(httparse::Status::Partial) => return Err(format!("response head cut at {at}")),
             Err(e) => return Err(format!("bad response head at {at}: {e}")),
         };
-        if res.version != Some(1) {
-            return Err(format!("response at {at} is not HTTP/1.1"));
-        }
+        let minor_version = res.version.unwrap_or(0);
         let status = res.code.unwrap_or(0);
         let headers: Vec<(String, String)> = res
             .headers
@@ -68,6 +75,7 @@ pub fn parse_responses(out: &[u8]) -> Result<Vec<WireResponse>, String> {
             .collect();
         let mut resp = WireResponse {
             offset: at,
+            minor_version,
             status,
             headers,
             body: Vec::new(),
