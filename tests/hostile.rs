@@ -72,7 +72,10 @@ async fn slowloris_connections_are_closed_at_the_header_timeout() {
         checks += 1;
         assert!(asked.elapsed() < Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(start.elapsed() < Duration::from_secs(30), "slowloris never ended");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "slowloris never ended"
+        );
     }
     assert!(checks >= 10, "the normal client asked only {checks} times");
     trickle.abort();
@@ -127,7 +130,10 @@ async fn a_body_trickled_byte_by_byte_gets_408_at_the_request_timeout() {
     trickle.abort();
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
-    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     assert!(
         elapsed >= request_timeout - Duration::from_millis(100)
             && elapsed < request_timeout + Duration::from_secs(3),
@@ -182,9 +188,11 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_stalls() {
     let start = Instant::now();
     let _conn = never_read(&server, 40).await; // ~10 MB asked for
     server
-        .wait_until(Duration::from_secs(20), "the stalled connection is cut off", |app| {
-            app.metrics.open_connections() == 0
-        })
+        .wait_until(
+            Duration::from_secs(20),
+            "the stalled connection is cut off",
+            |app| app.metrics.open_connections() == 0,
+        )
         .await;
     let elapsed = start.elapsed();
     assert!(
@@ -253,7 +261,11 @@ async fn a_connection_flood_is_held_at_the_limit_and_the_server_recovers() {
         peak.fetch_max(open, Relaxed);
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(peak.load(Relaxed), 20, "never more than max_connections open");
+    assert_eq!(
+        peak.load(Relaxed),
+        20,
+        "never more than max_connections open"
+    );
     assert_eq!(
         server.app.metrics.connections_accepted.load(Relaxed),
         20,

@@ -139,13 +139,11 @@ impl Api {
             "{method} {target}: undocumented status {}",
             res.status
         );
-        if res
+        let json = res
             .header("content-type")
-            .is_some_and(|t| t.starts_with("application/json"))
-        {
-            if let Err(e) = serde_json::from_slice::<Value>(&res.body) {
-                panic!("{method} {target}: JSON body does not parse: {e}");
-            }
+            .is_some_and(|t| t.starts_with("application/json"));
+        if let (true, Err(e)) = (json, serde_json::from_slice::<Value>(&res.body)) {
+            panic!("{method} {target}: JSON body does not parse: {e}");
         }
         res
     }
@@ -174,7 +172,9 @@ impl Model {
         match call {
             Call::Create { name, ttl_secs } => {
                 let body = serde_json::json!({ "name": name, "ttl_secs": ttl_secs });
-                let res = api.call("POST", "/api/items", body.to_string().as_bytes()).await;
+                let res = api
+                    .call("POST", "/api/items", body.to_string().as_bytes())
+                    .await;
                 let chars = name.chars().count();
                 let valid = !name.trim().is_empty() && chars <= MAX_NAME_CHARS;
                 let want = if valid { 201 } else { 422 };
@@ -234,7 +234,11 @@ impl Model {
             Call::Delete(id) => {
                 let id = self.id(id);
                 let res = api.call("DELETE", &format!("/api/items/{id}"), b"").await;
-                let want = if self.items.remove(&id).is_some() { 204 } else { 404 };
+                let want = if self.items.remove(&id).is_some() {
+                    204
+                } else {
+                    404
+                };
                 assert_eq!(res.status, want, "delete {id}");
             }
         }
@@ -250,7 +254,10 @@ impl Model {
             res.header("location"),
             Some(format!("/api/items/{id}").as_str())
         );
-        assert!(self.items.insert(id, name).is_none(), "id {id} handed out twice");
+        assert!(
+            self.items.insert(id, name).is_none(),
+            "id {id} handed out twice"
+        );
         self.acknowledged.push(id);
     }
 

@@ -44,7 +44,12 @@ pub fn parse_frames(out: &[u8]) -> Result<Vec<WireFrame>, String> {
     match frames.first() {
         None => {}
         Some(f) if f.kind == SETTINGS && f.stream == 0 => {}
-        Some(f) => return Err(format!("first frame is type {} on stream {}", f.kind, f.stream)),
+        Some(f) => {
+            return Err(format!(
+                "first frame is type {} on stream {}",
+                f.kind, f.stream
+            ));
+        }
     }
     Ok(frames)
 }

@@ -79,6 +79,8 @@ impl Script {
 pub struct Wire {
     /// Every byte the server wrote, in order.
     pub output: Vec<u8>,
+    /// Set by the script's shutdown step.
+    pub shutdown_requested: bool,
     /// `output.len()` when the shutdown signal was sent, if it was.
     pub shutdown_at: Option<usize>,
 }
@@ -89,8 +91,6 @@ pub struct MockIo {
     pos: usize,
     steps: std::vec::IntoIter<Step>,
     wire: Arc<Mutex<Wire>>,
-    /// Called once, at the script's `Shutdown` step.
-    on_shutdown: Option<Box<dyn FnOnce() + Send>>,
     /// Started when the input runs out; EOF when it fires.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
     /// When the client hangs up: [`LINGER`] after it connected. From then
@@ -100,20 +100,13 @@ pub struct MockIo {
 }
 
 impl MockIo {
-    /// A connection that sends `input` as `script` says. `on_shutdown` runs
-    /// at the script's shutdown step.
-    pub fn new(
-        input: &[u8],
-        script: Script,
-        wire: Arc<Mutex<Wire>>,
-        on_shutdown: Box<dyn FnOnce() + Send>,
-    ) -> Self {
+    /// A connection that sends `input` as `script` says.
+    pub fn new(input: &[u8], script: Script, wire: Arc<Mutex<Wire>>) -> Self {
         MockIo {
             input: input.to_vec(),
             pos: 0,
             steps: script.steps.into_iter(),
             wire,
-            on_shutdown: Some(on_shutdown),
             linger: None,
             hang_up_at: tokio::time::Instant::now() + LINGER,
             polls: 0,
@@ -156,11 +149,9 @@ impl AsyncRead for MockIo {
                 return Poll::Pending;
             }
             Some(Step::Shutdown) => {
-                if let Some(fire) = self.on_shutdown.take() {
-                    let at = self.wire.lock().unwrap().output.len();
-                    self.wire.lock().unwrap().shutdown_at = Some(at);
-                    fire();
-                }
+                // The harness sends the signal before it next polls the
+                // connection (see `serve_scripted`).
+                self.wire.lock().unwrap().shutdown_requested = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

@@ -63,6 +63,11 @@ pub fn http1_connection(input: &[u8]) {
 /// that prove the harness sees what a client would).
 pub fn http1_exchange(input: &[u8]) -> Vec<WireResponse> {
     let (script, client) = Script::decode(input);
+    if client.starts_with(H2_PREFACE) {
+        // The sniff rightly switches to HTTP/2; the HTTP/2 checks apply.
+        check_h2(&serve_scripted(client, script));
+        return Vec::new();
+    }
     let wire = serve_scripted(client, script);
     let responses = parse_responses(&wire.output).unwrap_or_else(|e| {
         panic!(
@@ -71,7 +76,10 @@ pub fn http1_exchange(input: &[u8]) -> Vec<WireResponse> {
         )
     });
     if let Some(at) = wire.shutdown_at {
-        for res in responses.iter().filter(|r| r.offset >= at && r.status >= 200) {
+        for res in responses
+            .iter()
+            .filter(|r| r.offset >= at && r.status >= 200)
+        {
             assert!(
                 res.closes(),
                 "response at {} written after the shutdown signal lacks Connection: close: {res:?}",
@@ -94,7 +102,11 @@ pub fn h2_exchange(input: &[u8]) -> Vec<WireFrame> {
     let (script, frames) = Script::decode(input);
     let mut client = H2_PREFACE.to_vec();
     client.extend_from_slice(frames);
-    let wire = serve_scripted(&client, script);
+    check_h2(&serve_scripted(&client, script))
+}
+
+/// The HTTP/2 invariants on one connection's output.
+fn check_h2(wire: &Wire) -> Vec<WireFrame> {
     let frames = parse_frames(&wire.output)
         .unwrap_or_else(|e| panic!("output is not a sequence of HTTP/2 frames: {e}"));
     if let Some(at) = wire.shutdown_at {
@@ -145,20 +157,36 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         let graceful = GracefulShutdown::new();
         let watcher = graceful.watcher();
 
-        // The script's shutdown step does, for this one connection, what
-        // the server's drain does for all of them, in the same order:
-        // phase first (a connection still sniffing reads it), then the
-        // `closing` token, then the graceful signal.
-        let drain_app = app.clone();
-        let on_shutdown = Box::new(move || {
-            drain_app.phase.set(Phase::LameDuck);
-            drain_app.phase.set(Phase::Draining);
-            drain_app.closing.cancel();
-            // Polling `shutdown()` is what sends the signal.
-            tokio::spawn(graceful.shutdown());
+        // The script's shutdown step asks for the signal; it is sent here,
+        // between two polls of the connection, so that the connection
+        // learns of it on its very next poll (the watcher checks first) and
+        // everything written from then on was written knowing it. It does,
+        // for this one connection, what the server's drain does for all of
+        // them, in the same order: phase first (a connection still sniffing
+        // reads it), then the `closing` token, then the graceful signal.
+        let io = MockIo::new(client, script, shared.clone());
+        let mut conn = std::pin::pin!(connection::serve(io, Instant::now(), cfg, watcher, None));
+        let mut graceful = Some(graceful);
+        let conn = std::future::poll_fn(|cx| {
+            let mut wire = shared.lock().unwrap();
+            if wire.shutdown_requested {
+                if let Some(graceful) = graceful.take() {
+                    wire.shutdown_at = Some(wire.output.len());
+                    app.phase.set(Phase::LameDuck);
+                    app.phase.set(Phase::Draining);
+                    app.closing.cancel();
+                    // Polling `shutdown()` once is what sends the signal;
+                    // the rest of it (waiting for the watchers) is spawned.
+                    let mut signal = Box::pin(graceful.shutdown());
+                    let _ = signal
+                        .as_mut()
+                        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                    tokio::spawn(signal);
+                }
+            }
+            drop(wire);
+            conn.as_mut().poll(cx)
         });
-        let io = MockIo::new(client, script, shared, on_shutdown);
-        let conn = connection::serve(io, Instant::now(), cfg, watcher, None);
         if tokio::time::timeout(CONNECTION_BUDGET, conn).await.is_err() {
             panic!("the connection did not end within {CONNECTION_BUDGET:?}");
         }
