@@ -51,10 +51,10 @@ async fn slowloris_connections_are_closed_at_the_header_timeout() {
     let trickle = tokio::spawn(async move {
         for &byte in head.iter() {
             for tx in writers.iter_mut() {
-                if let Some(w) = tx {
-                    if w.write_all(&[byte]).await.is_err() {
-                        *tx = None; // closed by the server
-                    }
+                if let Some(w) = tx
+                    && w.write_all(&[byte]).await.is_err()
+                {
+                    *tx = None; // closed by the server
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -169,20 +169,20 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         let mut graceful = Some(graceful);
         let conn = std::future::poll_fn(|cx| {
             let mut wire = shared.lock().unwrap();
-            if wire.shutdown_requested {
-                if let Some(graceful) = graceful.take() {
-                    wire.shutdown_at = Some(wire.output.len());
-                    app.phase.set(Phase::LameDuck);
-                    app.phase.set(Phase::Draining);
-                    app.closing.cancel();
-                    // Polling `shutdown()` once is what sends the signal;
-                    // the rest of it (waiting for the watchers) is spawned.
-                    let mut signal = Box::pin(graceful.shutdown());
-                    let _ = signal
-                        .as_mut()
-                        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
-                    tokio::spawn(signal);
-                }
+            if wire.shutdown_requested
+                && let Some(graceful) = graceful.take()
+            {
+                wire.shutdown_at = Some(wire.output.len());
+                app.phase.set(Phase::LameDuck);
+                app.phase.set(Phase::Draining);
+                app.closing.cancel();
+                // Polling `shutdown()` once is what sends the signal;
+                // the rest of it (waiting for the watchers) is spawned.
+                let mut signal = Box::pin(graceful.shutdown());
+                let _ = signal
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                tokio::spawn(signal);
             }
             drop(wire);
             conn.as_mut().poll(cx)
