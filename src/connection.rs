@@ -31,6 +31,7 @@ use crate::executor::StreamExecutor;
 use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
 use crate::phase::Phase;
 use crate::service::Service;
+use crate::write_timeout::WriteStall;
 
 /// The client preface every HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -113,6 +114,9 @@ pub async fn serve<T>(
             Ok(Err(e)) => return debug!(error = %e, "read failed before the first request"),
             Err(_) => return debug!("no request within the header timeout; closing"),
         };
+    // A peer that stops reading is cut off after a stalled write: see
+    // `write_timeout`.
+    let io = WriteStall::new(io, cfg.app.config.request_timeout);
     let io = TokioIo::new(CountingIo::new(io, prefix, clock.clone()));
 
     let result = match protocol {

@@ -27,6 +27,7 @@
 //! - [`connection`]: one connection: protocol sniff, hyper, graceful watch.
 //! - [`head_timer`]: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
 //!   single header timer.
+//! - [`write_timeout`]: a peer that stops reading is cut off.
 //! - [`executor`]: where HTTP/2 stream tasks run, so a forced close reaches
 //!   them.
 //! - [`accept`]: accept errors, classified, with back-off.
@@ -43,6 +44,7 @@
 //! - [`cleaner`]: the background worker (`runCleaner`).
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
+//! - [`fuzzing`]: the fuzz targets' entry points, also replayed by `cargo test`.
 
 pub mod accept;
 pub mod app;
@@ -51,6 +53,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod executor;
+pub mod fuzzing;
 pub mod head_timer;
 pub mod hooks;
 pub mod listener;
@@ -61,6 +64,7 @@ pub mod server;
 pub mod service;
 pub mod signals;
 pub mod store;
+pub mod write_timeout;
 
 pub use app::App;
 pub use config::Config;
