@@ -38,6 +38,8 @@ pub const MAX_CALLS: usize = 32;
 
 /// The longest valid item name, in characters (`service::items`).
 const MAX_NAME_CHARS: usize = 200;
+/// The documented limit on `ttl_secs` (100 years), restated like the one above.
+const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
 
 /// An id: one the server handed out earlier, or any number at all.
 #[derive(Debug, Arbitrary)]
@@ -176,7 +178,9 @@ impl Model {
                     .call("POST", "/api/items", body.to_string().as_bytes())
                     .await;
                 let chars = name.chars().count();
-                let valid = !name.trim().is_empty() && chars <= MAX_NAME_CHARS;
+                let valid = !name.trim().is_empty()
+                    && chars <= MAX_NAME_CHARS
+                    && ttl_secs.is_none_or(|t| t <= MAX_TTL_SECS);
                 let want = if valid { 201 } else { 422 };
                 assert_eq!(res.status, want, "create {name:?}");
                 if valid {
