@@ -228,8 +228,8 @@ pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> Vec<u8> 
 /// True if the connection is still open after `wait` (nothing read, no EOF).
 pub async fn still_open_after(stream: &mut TcpStream, wait: Duration) -> bool {
     let mut byte = [0u8; 1];
-    matches!(
-        tokio::time::timeout(wait, stream.read(&mut byte)).await,
-        Err(_)
-    )
+    // Timing out is the only way to tell "open and silent".
+    tokio::time::timeout(wait, stream.read(&mut byte))
+        .await
+        .is_err()
 }
