@@ -28,6 +28,8 @@
 
 #[path = "churn/client.rs"]
 mod client;
+#[path = "churn/holder.rs"]
+mod holder;
 #[path = "churn/measure.rs"]
 mod measure;
 #[path = "churn/report.rs"]
@@ -41,6 +43,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use client::{Mode, Until};
+use holder::IdleConns;
 use report::{DrainFigure, LoadFigure, MemChurnFigure, MemIdleFigure, Side, count_name};
 use servers::{ServerA, ServerB, config_a};
 use tokio::runtime::Runtime;
@@ -74,6 +77,9 @@ pub struct Options {
     pub drain_rounds: usize,
     /// Where to write the figures as JSON.
     pub json: Option<PathBuf>,
+    /// Run only this phase (`load`, `mem_idle`, `mem_churn`, `drain_idle`),
+    /// e.g. under a profiler.
+    pub only: Option<String>,
 }
 
 impl Options {
@@ -91,6 +97,7 @@ impl Options {
             drain_conns: 10_000,
             drain_rounds: 3,
             json: None,
+            only: None,
         }
     }
 
@@ -108,10 +115,12 @@ impl Options {
             drain_conns: 200,
             drain_rounds: 1,
             json: None,
+            only: None,
         }
     }
 
-    /// `--quick`, `--json PATH`, `--rounds N`, `--secs S`. Other arguments
+    /// `--quick`, `--json PATH`, `--rounds N`, `--secs S`, `--only PHASE`.
+    /// Other arguments
     /// (cargo bench adds `--bench`) are ignored.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let args: Vec<String> = args.into_iter().collect();
@@ -140,15 +149,42 @@ impl Options {
                         .ok_or("--secs takes seconds in (0, 60]")?;
                     opts.run_for = Duration::from_secs_f64(secs);
                 }
+                "--only" => {
+                    let phase = value("--only")?;
+                    if !PHASES.contains(&phase.as_str()) {
+                        return Err(format!("--only takes one of {PHASES:?}"));
+                    }
+                    opts.only = Some(phase);
+                }
                 _ => {}
             }
         }
         Ok(opts)
     }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| only == phase)
+    }
 }
 
+/// The phases, in the order they run.
+const PHASES: [&str; 4] = ["load", "mem_idle", "mem_churn", "drain_idle"];
+
 fn main() -> ExitCode {
-    let opts = match Options::from_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, addr, n, ..] = args.as_slice()
+        && flag == "--hold-idle"
+    {
+        // A child started by `holder::IdleConns::open`.
+        return match holder::child_main(addr, n) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                println!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let opts = match Options::from_args(args) {
         Ok(opts) => opts,
         Err(e) => {
             eprintln!("churn: {e}");
@@ -201,6 +237,8 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
     let b = server_rt.block_on(ServerB::start())?;
 
     progress("warm-up");
+    // Warm both servers (and the client) so the first measured round is
+    // not also the first use of every allocation.
     for addr in [a.addr, b.addr] {
         for mode in [Mode::Churn, Mode::KeepAlive] {
             let until = Until::Deadline(Instant::now() + opts.warmup);
@@ -209,24 +247,37 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
     }
 
     let mut load = Vec::new();
-    for (mode, conc) in [
-        (Mode::Churn, 1),
-        (Mode::Churn, 16),
-        (Mode::Churn, 64),
-        (Mode::KeepAlive, 64),
-    ] {
-        load.push(load_figure(&client_rt, opts, mode, conc, a.addr, b.addr));
+    if opts.runs("load") {
+        for (mode, conc) in [
+            (Mode::Churn, 1),
+            (Mode::Churn, 16),
+            (Mode::Churn, 64),
+            (Mode::KeepAlive, 64),
+        ] {
+            load.push(load_figure(&client_rt, opts, mode, conc, a.addr, b.addr));
+        }
     }
-
-    let mem_idle = mem_idle(&server_rt, &client_rt, opts, &a, b.addr)?;
-    let mem_churn = mem_churn(&server_rt, &client_rt, opts, &a)?;
+    let mem_idle = if opts.runs("mem_idle") {
+        Some(mem_idle(&server_rt, &client_rt, opts, &a, b.addr)?)
+    } else {
+        None
+    };
+    let mem_churn = if opts.runs("mem_churn") {
+        Some(mem_churn(&server_rt, &client_rt, opts, &a)?)
+    } else {
+        None
+    };
 
     // Done with the long-lived pair. A drains (nothing is open) and B's
     // accept loop stops.
     server_rt.block_on(a.shutdown());
     b.stop();
 
-    let drain_idle = drain_idle(&server_rt, &client_rt, opts, nofile)?;
+    let drain_idle = if opts.runs("drain_idle") {
+        Some(drain_idle(&server_rt, &client_rt, opts, nofile)?)
+    } else {
+        None
+    };
 
     // Nothing is left running; do not wait for tasks that never yield.
     server_rt.shutdown_timeout(Duration::from_secs(1));
@@ -422,15 +473,10 @@ fn drain_idle(
     opts: &Options,
     nofile: u64,
 ) -> Result<DrainFigure, BoxError> {
-    // Each connection costs a descriptor on both ends, in this process.
-    let fits = (nofile.saturating_sub(512) / 2) as usize;
-    let n = opts.drain_conns.min(fits);
-    if n < opts.drain_conns {
-        eprintln!(
-            "churn: RLIMIT_NOFILE is {nofile}; drain_idle uses {n} connections, not {}",
-            opts.drain_conns
-        );
-    }
+    let n = opts.drain_conns;
+    // Each connection costs a descriptor at both ends; if both do not fit
+    // here, a child process holds the client's ends.
+    let in_process = 2 * n as u64 + 512 <= nofile;
     let name = format!("drain_idle_{}", count_name(n as u64));
     let mut runs_ms = Vec::new();
     let mut last = None;
@@ -443,15 +489,14 @@ fn drain_idle(
             ..config_a()
         };
         let a = server_rt.block_on(async { ServerA::start(config) })?;
-        let mut conns = Vec::with_capacity(n);
-        client_rt.block_on(client::open_idle(a.addr, n, 32, &mut conns))?;
+        let conns = IdleConns::open(client_rt, a.addr, n, in_process)?;
         let app = a.app.clone();
         wait_for("every idle connection to be open", || {
             app.metrics.open_connections() == n as u64
         })?;
         let (fired, report, returned) = server_rt.block_on(a.shutdown());
         runs_ms.push((returned - fired).as_secs_f64() * 1e3);
-        let closed = client::count_closed(&conns, Duration::from_secs(5));
+        let closed = conns.count_closed()?;
         last = Some((report, closed));
     }
     let (report, closed) = last.ok_or("drain_rounds is 0")?;

@@ -18,9 +18,10 @@ pub struct Figures {
     pub run_secs: f64,
     /// `http1_churn_c*` and `http1_keepalive_c64`.
     pub load: Vec<LoadFigure>,
-    pub drain_idle: DrainFigure,
-    pub mem_idle: MemIdleFigure,
-    pub mem_churn: MemChurnFigure,
+    /// `None` when a phase was skipped (`--only`).
+    pub drain_idle: Option<DrainFigure>,
+    pub mem_idle: Option<MemIdleFigure>,
+    pub mem_churn: Option<MemChurnFigure>,
 }
 
 /// A throughput figure, A beside B.
@@ -125,24 +126,30 @@ impl Figures {
                 met: f.ratio >= 0.95,
             });
         }
-        out.push(Target {
-            what: self.drain_idle.name.clone(),
-            value: format!("{:.1} ms", self.drain_idle.drain_ms),
-            goal: "< 100 ms",
-            met: self.drain_idle.drain_ms < 100.0,
-        });
-        out.push(Target {
-            what: format!("{} A/B", self.mem_idle.name),
-            value: format!("{:.3}", self.mem_idle.ratio),
-            goal: "<= 1.10",
-            met: self.mem_idle.ratio <= 1.10,
-        });
-        out.push(Target {
-            what: self.mem_churn.name.clone(),
-            value: format!("{:.2} MiB", self.mem_churn.growth as f64 / MIB),
-            goal: "<= 2 MiB",
-            met: self.mem_churn.growth as f64 <= 2.0 * MIB,
-        });
+        if let Some(d) = &self.drain_idle {
+            out.push(Target {
+                what: d.name.clone(),
+                value: format!("{:.1} ms", d.drain_ms),
+                goal: "< 100 ms",
+                met: d.drain_ms < 100.0,
+            });
+        }
+        if let Some(m) = &self.mem_idle {
+            out.push(Target {
+                what: format!("{} A/B", m.name),
+                value: format!("{:.3}", m.ratio),
+                goal: "<= 1.10",
+                met: m.ratio <= 1.10,
+            });
+        }
+        if let Some(c) = &self.mem_churn {
+            out.push(Target {
+                what: c.name.clone(),
+                value: format!("{:.2} MiB", c.growth as f64 / MIB),
+                goal: "<= 2 MiB",
+                met: c.growth as f64 <= 2.0 * MIB,
+            });
+        }
         out
     }
 
@@ -196,41 +203,44 @@ impl Figures {
                 f.a.errors + f.b.errors,
             );
         }
-        let m = &self.mem_idle;
-        let _ = writeln!(
-            t,
-            "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3}  (RSS delta / {} idle keep-alive conns)",
-            m.name, "B/conn", m.a_bytes, m.b_bytes, m.ratio, m.conns
-        );
-        let d = &self.drain_idle;
-        let _ = writeln!(
-            t,
-            "{:<22} {:>7} {:>10.1} {:>10} {:>6}  ({} conns: {}, {} drained, {} aborted, {} closes seen by client)",
-            d.name,
-            "ms",
-            d.drain_ms,
-            "-",
-            "-",
-            d.conns,
-            d.outcome,
-            d.connections_drained,
-            d.connections_aborted,
-            d.closed_seen_by_client
-        );
-        let c = &self.mem_churn;
-        let _ = writeln!(
-            t,
-            "{:<22} {:>7} {:>10.1} {:>10} {:>6}  (RSS {:.1} -> {:.1} MiB after {} warm-up conns; {} errors)",
-            c.name,
-            "KiB",
-            c.growth as f64 / 1024.0,
-            "-",
-            "-",
-            c.rss_before as f64 / MIB,
-            c.rss_after as f64 / MIB,
-            c.warmup_conns,
-            c.errors
-        );
+        if let Some(m) = &self.mem_idle {
+            let _ = writeln!(
+                t,
+                "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3}  (RSS delta / {} idle keep-alive conns)",
+                m.name, "B/conn", m.a_bytes, m.b_bytes, m.ratio, m.conns
+            );
+        }
+        if let Some(d) = &self.drain_idle {
+            let _ = writeln!(
+                t,
+                "{:<22} {:>7} {:>10.1} {:>10} {:>6}  ({} conns: {}, {} drained, {} aborted, {} closes seen by client)",
+                d.name,
+                "ms",
+                d.drain_ms,
+                "-",
+                "-",
+                d.conns,
+                d.outcome,
+                d.connections_drained,
+                d.connections_aborted,
+                d.closed_seen_by_client
+            );
+        }
+        if let Some(c) = &self.mem_churn {
+            let _ = writeln!(
+                t,
+                "{:<22} {:>7} {:>10.1} {:>10} {:>6}  (RSS {:.1} -> {:.1} MiB after {} warm-up conns; {} errors)",
+                c.name,
+                "KiB",
+                c.growth as f64 / 1024.0,
+                "-",
+                "-",
+                c.rss_before as f64 / MIB,
+                c.rss_after as f64 / MIB,
+                c.warmup_conns,
+                c.errors
+            );
+        }
         let _ = writeln!(t, "\ntargets:");
         for target in self.targets() {
             let _ = writeln!(
