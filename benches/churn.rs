@@ -21,7 +21,7 @@
 //! | `http1_keepalive_c64` | 64 keep-alive connections, one request at a time each: req/s |
 //! | `mem_idle_5k` | RSS growth per idle keep-alive connection, A and B |
 //! | `mem_churn_200k` | A's RSS growth across 200,000 churned connections, after warm-up |
-//! | `drain_idle_10k` | A only: drain trigger → `run` returns, 10,000 idle keep-alive connections open |
+//! | `drain_idle_10k` | drain trigger → `run` returns, 10,000 idle keep-alive connections open; beside it, B with hyper-util's graceful shutdown as the reference |
 //!
 //! Everything targets 127.0.0.1, every wait is bounded, and the run ends by
 //! itself.
@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use client::{Mode, Until};
 use holder::IdleConns;
 use report::{DrainFigure, LoadFigure, MemChurnFigure, MemIdleFigure, Side, count_name};
-use servers::{ServerA, ServerB, config_a};
+use servers::{ServerA, ServerB, ServerBGraceful, config_a};
 use tokio::runtime::Runtime;
 
 pub use report::Figures;
@@ -479,6 +479,7 @@ fn drain_idle(
     let in_process = 2 * n as u64 + 512 <= nofile;
     let name = format!("drain_idle_{}", count_name(n as u64));
     let mut runs_ms = Vec::new();
+    let mut b_runs_ms = Vec::new();
     let mut last = None;
     for round in 1..=opts.drain_rounds {
         progress(&format!("{name} round {round}/{}", opts.drain_rounds));
@@ -498,13 +499,32 @@ fn drain_idle(
         runs_ms.push((returned - fired).as_secs_f64() * 1e3);
         let closed = conns.count_closed()?;
         last = Some((report, closed));
+
+        // The reference: the same connections on B with hyper-util's
+        // graceful shutdown only.
+        let idle_tasks = server_rt.metrics().num_alive_tasks();
+        let b = server_rt.block_on(ServerBGraceful::start())?;
+        let conns = IdleConns::open(client_rt, b.addr, n, in_process)?;
+        wait_for("every idle connection to be open", || {
+            server_rt.metrics().num_alive_tasks() > idle_tasks + n
+        })?;
+        let (fired, returned) = server_rt.block_on(b.shutdown());
+        b_runs_ms.push((returned - fired).as_secs_f64() * 1e3);
+        let b_closed = conns.count_closed()?;
+        if b_closed != n {
+            return Err(format!("B closed {b_closed} of {n} idle connections").into());
+        }
     }
     let (report, closed) = last.ok_or("drain_rounds is 0")?;
+    let (a_ms, b_ms) = (measure::median(&runs_ms), measure::median(&b_runs_ms));
     Ok(DrainFigure {
         name,
         conns: n,
-        drain_ms: measure::median(&runs_ms),
+        drain_ms: a_ms,
         runs_ms,
+        b_graceful_ms: b_ms,
+        b_runs_ms,
+        ratio: a_ms / b_ms,
         outcome: report.outcome.name().to_owned(),
         connections_at_drain: report.connections_at_drain,
         connections_drained: report.connections_drained,

@@ -66,6 +66,14 @@ pub struct DrainFigure {
     /// Median over runs, ms.
     pub drain_ms: f64,
     pub runs_ms: Vec<f64>,
+    /// The reference: B plus hyper-util's `GracefulShutdown` and nothing
+    /// else, from the trigger until every connection task has ended. It
+    /// is the floor for telling idle connections to close on this
+    /// machine; A adds its own bookkeeping (reaping, report) on top.
+    pub b_graceful_ms: f64,
+    pub b_runs_ms: Vec<f64>,
+    /// `drain_ms / b_graceful_ms`.
+    pub ratio: f64,
     /// From the last run's shutdown report.
     pub outcome: String,
     pub connections_at_drain: usize,
@@ -213,12 +221,12 @@ impl Figures {
         if let Some(d) = &self.drain_idle {
             let _ = writeln!(
                 t,
-                "{:<22} {:>7} {:>10.1} {:>10} {:>6}  ({} conns: {}, {} drained, {} aborted, {} closes seen by client)",
+                "{:<22} {:>7} {:>10.1} {:>10.1} {:>6.3}  (B = bare loop + graceful watcher; {} conns: {}, {} drained, {} aborted, {} closes seen by client)",
                 d.name,
                 "ms",
                 d.drain_ms,
-                "-",
-                "-",
+                d.b_graceful_ms,
+                d.ratio,
                 d.conns,
                 d.outcome,
                 d.connections_drained,
