@@ -1,9 +1,10 @@
 //! Connection churn: lameduck beside a bare hyper loop, in one run.
 //!
 //! ```text
-//! cargo bench --bench churn                      # full run, ~3 minutes
+//! cargo bench --bench churn                      # full run, 2-3 minutes
 //! cargo bench --bench churn -- --quick           # tiny counts, seconds
 //! cargo bench --bench churn -- --json out.json   # also write the figures
+//! cargo bench --bench churn -- --only drain_idle # one phase (for a profiler)
 //! ```
 //!
 //! Two servers share one Tokio runtime (threads named `bench-server`):
@@ -24,7 +25,9 @@
 //! | `drain_idle_10k` | drain trigger → `run` returns, 10,000 idle keep-alive connections open; beside it, B with hyper-util's graceful shutdown as the reference |
 //!
 //! Everything targets 127.0.0.1, every wait is bounded, and the run ends by
-//! itself.
+//! itself. `drain_idle_10k` needs over 20,000 descriptors; the bench raises
+//! `RLIMIT_NOFILE` as far as it may, and if that is not enough, a child
+//! copy of itself holds the client's ends (see [`holder`]).
 
 #[path = "churn/client.rs"]
 mod client;

@@ -190,9 +190,10 @@ pub async fn read_response(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<u16>
 }
 
 /// Opens `n` connections, sends one keep-alive request on each, reads the
-/// answer, and hands the sockets back as plain blocking-free std sockets
-/// (deregistered from the client runtime), so that holding them costs the
-/// client nothing but a descriptor. `out` should have capacity `n`.
+/// answer, and hands the sockets back as std sockets deregistered from the
+/// client runtime, so that holding them costs the client nothing but a
+/// descriptor (and adds nothing to the RSS the bench measures). `out`
+/// should already have capacity for `n`.
 pub async fn open_idle(
     addr: SocketAddr,
     n: usize,

@@ -97,7 +97,7 @@ impl IdleConns {
     }
 }
 
-/// The child's side: `--hold-idle ADDR N`. Returns the exit code.
+/// The child's side of `--hold-idle ADDR N`.
 pub fn child_main(addr: &str, n: &str) -> Result<(), BoxError> {
     let addr: SocketAddr = addr.parse()?;
     let n: usize = n.parse()?;
