@@ -395,10 +395,9 @@ fn mem_idle(
             measure::trim_heap();
             let before = measure::rss_bytes();
             client_rt.block_on(client::open_idle(addr, n, 32, &mut conns))?;
-            // Every connection has been answered, so its task exists.
-            wait_for("server tasks for every idle connection", || {
-                tasks() >= idle_tasks + n
-            })?;
+            // Every connection has been answered, so its task exists; let
+            // the tasks finish going back to waiting for the next request.
+            steady_tasks(server_rt)?;
             measure::trim_heap();
             let after = measure::rss_bytes();
             per_conn[side].push(after.saturating_sub(before) as f64 / n as f64);
@@ -505,12 +504,11 @@ fn drain_idle(
 
         // The reference: the same connections on B with hyper-util's
         // graceful shutdown only.
-        let idle_tasks = server_rt.metrics().num_alive_tasks();
         let b = server_rt.block_on(ServerBGraceful::start())?;
         let conns = IdleConns::open(client_rt, b.addr, n, in_process)?;
-        wait_for("every idle connection to be open", || {
-            server_rt.metrics().num_alive_tasks() > idle_tasks + n
-        })?;
+        // Every connection has been answered, so its task exists; let the
+        // tasks finish going back to waiting for the next request.
+        steady_tasks(server_rt)?;
         let (fired, returned) = server_rt.block_on(b.shutdown());
         b_runs_ms.push((returned - fired).as_secs_f64() * 1e3);
         let b_closed = conns.count_closed()?;
@@ -543,6 +541,12 @@ fn quiet_tasks(server_rt: &Runtime, a: &ServerA) -> Result<usize, BoxError> {
     wait_for("earlier connections to close", || {
         a.app.metrics.open_connections() == 0
     })?;
+    steady_tasks(server_rt)
+}
+
+/// Waits until the number of tasks on the server runtime has held still
+/// for 100 ms, and returns it.
+fn steady_tasks(server_rt: &Runtime) -> Result<usize, BoxError> {
     let mut last = server_rt.metrics().num_alive_tasks();
     let mut still = 0;
     wait_for("the server runtime to go quiet", || {
