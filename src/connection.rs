@@ -140,9 +140,10 @@ pub async fn serve<T>(
             }
         }
         Protocol::Http2 => {
-            watcher
-                .watch(cfg.http2.serve_connection(io, cfg.service.clone()))
-                .await
+            // Boxed: an HTTP/2 connection's state is much larger than an
+            // HTTP/1 one's, and held inline it would make every
+            // connection task that size, HTTP/1 or not.
+            Box::pin(watcher.watch(cfg.http2.serve_connection(io, cfg.service.clone()))).await
         }
     };
     if let Err(e) = result {
