@@ -1,18 +1,19 @@
-//! The server: the accept loop, and the shutdown as explicit phases.
+//! The server, and its shutdown as explicit phases.
 //!
 //! [`Server::run`] is the whole life of the server, top to bottom:
 //!
-//! 1. **Running** — [`Server::accept_until`] accepts, reaps finished
-//!    connection tasks, and waits for the `shutdown` trigger.
+//! 1. **Running** — the accept loop ([`crate::accept_loop`]) accepts,
+//!    reaps finished connection tasks, and waits for the `shutdown` trigger.
 //! 2. **Lame duck** — `/healthz` fails, hooks fire, and the accept loop
 //!    keeps going for `drain_delay`.
 //! 3. **Stop accepting** — the listener is dropped; connections are told to
 //!    finish, streams and background workers are cancelled.
 //! 4. **Drain** — wait (on events, not a poll loop) for every connection,
-//!    HTTP/2 stream and worker, until `shutdown_timeout`.
-//! 5. **Force** — on the deadline: answer what has not started with 503,
-//!    wait `force_grace`, then abort the rest. On a second signal: abort at
-//!    once.
+//!    HTTP/2 stream, write and worker, until `shutdown_timeout`
+//!    ([`crate::drain`]).
+//! 5. **Force** — on the deadline: roll back unfinished writes, answer what
+//!    has not started with 503, wait `force_grace`, then abort the rest. On
+//!    a second signal: abort at once.
 //! 6. **Report** — one log line, and the [`ShutdownReport`] returned.
 //!
 //! The triggers are parameters, so tests drive `run` with tokens they
@@ -25,15 +26,17 @@ use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::{JoinError, JoinSet};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::accept::AcceptBackoff;
-use crate::connection::{self, ConnectionConfig};
+use crate::accept_loop::Acceptor;
+use crate::connection::ConnectionConfig;
+use crate::drain::{Running, Tally};
 use crate::executor::StreamExecutor;
 use crate::hooks::{HookResult, ShutdownHooks};
 use crate::phase::Phase;
@@ -173,7 +176,7 @@ impl Server {
         // ── 3. Stop accepting ────────────────────────────────────────────
         let Acceptor {
             listener,
-            mut conns,
+            conns,
             graceful,
             ..
         } = acceptor;
@@ -185,7 +188,13 @@ impl Server {
         let lame_duck = drain_start - lame_duck_start;
         let connections_at_drain = conns.len();
         let requests_at_drain = app.metrics.requests_total();
-        let mut tally = Tally::default();
+        let mut running = Running {
+            conns,
+            workers: worker_set,
+            streams,
+            writes: app.writes.clone(),
+            tally: Tally::default(),
+        };
 
         let outcome = if cut_short {
             Outcome::ForcedBySignal
@@ -207,17 +216,7 @@ impl Server {
 
             // ── 4. Drain ─────────────────────────────────────────────────
             let deadline = drain_start + config.shutdown_timeout;
-            drain(
-                &mut conns,
-                &mut worker_set,
-                &streams,
-                &app.writes,
-                told,
-                deadline,
-                &mut force,
-                &mut tally,
-            )
-            .await
+            running.drain(told, deadline, &mut force).await
         };
         let drain = drain_start.elapsed();
 
@@ -229,7 +228,7 @@ impl Server {
             info!(
                 phase = Phase::Forcing.name(),
                 reason = outcome.name(),
-                conns = conns.len(),
+                conns = running.conns.len(),
                 "shutdown phase"
             );
             // Writes still in progress roll back instead of committing: a
@@ -239,38 +238,21 @@ impl Server {
                 let grace_end = Instant::now() + config.force_grace;
                 // Let the writes finish rolling back first, so that the
                 // 503 their clients get below is true: not stored.
-                let forced = wait_for_writes(&app.writes, grace_end, &mut force).await;
+                let forced = running.wait_for_writes(grace_end, &mut force).await;
                 // Be polite where it costs nothing: handlers that have not
                 // answered yet answer 503 + Retry-After now; give those
                 // answers `force_grace` to be written. A second signal
                 // skips the wait.
                 app.past_deadline.cancel();
                 if !forced {
-                    wait_for_conns(&mut conns, grace_end, &mut force, &mut tally).await;
+                    running.wait_for_conns(grace_end, &mut force).await;
                 }
             }
             // Close semantics: stop everything that is still running.
             app.closing.cancel();
             workers_cancel.cancel();
             force_streams.cancel();
-            conns.abort_all();
-            worker_set.abort_all();
-            while let Some(res) = conns.join_next().await {
-                tally.connection(res, &app);
-            }
-            while let Some(res) = worker_set.join_next().await {
-                tally.worker(res);
-            }
-            streams.close();
-            // Stream tasks race `force_streams`, so they end at their next
-            // poll; the bound only guards against a task that never yields.
-            let _ = tokio::time::timeout(Duration::from_secs(1), streams.wait()).await;
-            // Write tasks check `abandon_writes` between statements, so they
-            // end within one statement. If one does not (stuck waiting for
-            // another process's lock), the process exits without its commit,
-            // and SQLite discards the uncommitted transaction.
-            app.writes.close();
-            let _ = tokio::time::timeout(Duration::from_secs(1), app.writes.wait()).await;
+            running.abort_all(&app).await;
         }
         let force = if outcome == Outcome::Drained {
             Duration::ZERO
@@ -286,16 +268,16 @@ impl Server {
             drain,
             force,
             connections_at_drain,
-            connections_drained: tally.conns_finished,
-            connections_aborted: tally.conns_aborted,
+            connections_drained: running.tally.conns_finished,
+            connections_aborted: running.tally.conns_aborted,
             requests_during_drain: app.metrics.requests_total() - requests_at_drain,
             requests_refused_at_deadline: app.metrics.requests_with_status(503) - refused_before,
             streams_ended: app
                 .metrics
                 .streams_ended_by_shutdown
                 .load(std::sync::atomic::Ordering::Relaxed),
-            workers_stopped: tally.workers_stopped,
-            workers_aborted: tally.workers_aborted,
+            workers_stopped: running.tally.workers_stopped,
+            workers_aborted: running.tally.workers_aborted,
             hooks_fired,
         };
         report.log();
@@ -311,229 +293,5 @@ impl std::fmt::Debug for Server {
             .field("hooks", &self.hooks)
             .field("workers", &workers)
             .finish()
-    }
-}
-
-/// The accept side of the server, alive until the listener is dropped.
-struct Acceptor {
-    /// Dropped at step 3; dropping it is what refuses new connections.
-    listener: TcpListener,
-    /// One permit per open connection (`max_connections`). A permit moves
-    /// into its connection task and is released when the task ends, which
-    /// is what wakes an accept loop waiting at the limit.
-    limiter: Arc<Semaphore>,
-    /// Back-off state for resource errors (EMFILE and friends).
-    backoff: AcceptBackoff,
-    /// One task per connection. Reaped as they finish, so it never grows;
-    /// aborted all at once by a forced close.
-    conns: JoinSet<()>,
-    /// Tells every watched connection to finish. Each connection's
-    /// [`Watcher`](hyper_util::server::graceful::Watcher) is taken *before*
-    /// its task is spawned, so no connection can miss the signal.
-    graceful: GracefulShutdown,
-    /// Builders and service shared by all connection tasks.
-    conn_config: Arc<ConnectionConfig>,
-}
-
-impl Acceptor {
-    /// Accepts connections until `until` resolves, and returns its output.
-    async fn accept_until<T>(&mut self, until: impl Future<Output = T>) -> T {
-        let mut until = pin!(until);
-        loop {
-            tokio::select! {
-                // The trigger first, so that a flood of connections cannot
-                // delay the shutdown; then reaping, so finished tasks never
-                // pile up; then new work.
-                biased;
-                out = &mut until => return out,
-                Some(res) = self.conns.join_next() => { log_if_panicked(res); }
-                accepted = accept(&self.listener, &self.limiter) => match accepted {
-                    Ok((stream, permit)) => {
-                        self.backoff.reset();
-                        self.spawn_connection(stream, permit);
-                    }
-                    Err(e) => {
-                        let wait = self.backoff.on_error(&e);
-                        if !wait.is_zero() {
-                            // Sleep, but stay responsive to the trigger.
-                            tokio::select! {
-                                out = &mut until => return out,
-                                _ = tokio::time::sleep(wait) => {}
-                            }
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    fn spawn_connection(&mut self, stream: tokio::net::TcpStream, permit: OwnedSemaphorePermit) {
-        // Small responses should not wait for Nagle's algorithm to
-        // coalesce them with data that will never come.
-        let _ = stream.set_nodelay(true);
-        let app = self.conn_config.app();
-        app.metrics
-            .connections_accepted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let watcher = self.graceful.watcher();
-        let cfg = self.conn_config.clone();
-        self.conns.spawn(connection::serve(
-            stream,
-            std::time::Instant::now(),
-            cfg,
-            watcher,
-            Some(permit),
-        ));
-    }
-}
-
-/// Waits for a connection slot, then for a connection. Cancel-safe: if
-/// dropped while waiting, the permit returns to the semaphore and no
-/// connection is lost (`accept` is cancel-safe).
-async fn accept(
-    listener: &TcpListener,
-    limiter: &Arc<Semaphore>,
-) -> std::io::Result<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
-    let permit = match limiter.clone().try_acquire_owned() {
-        Ok(permit) => permit,
-        // At the limit: stop accepting until a connection ends. The kernel
-        // backlog holds (and eventually refuses) the rest.
-        Err(_) => limiter
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed"),
-    };
-    let (stream, _peer) = listener.accept().await?;
-    Ok((stream, permit))
-}
-
-/// Step 4: waits until every connection, worker, HTTP/2 stream task and
-/// write is done, the deadline passes, or `force` fires. Returns how it
-/// ended.
-// One argument over clippy's limit: each is a different thing the drain
-// waits on, and bundling them in a struct would hide that.
-#[allow(clippy::too_many_arguments)]
-async fn drain(
-    conns: &mut JoinSet<()>,
-    workers: &mut JoinSet<&'static str>,
-    streams: &TaskTracker,
-    writes: &TaskTracker,
-    told: impl Future<Output = ()>,
-    deadline: Instant,
-    force: &mut Pin<&mut impl Future<Output = ()>>,
-    tally: &mut Tally,
-) -> Outcome {
-    let mut told = pin!(told);
-    let mut told_done = false;
-    // No new stream can start once every connection is gone, so closing
-    // the tracker now lets `wait()` resolve when the last one ends.
-    streams.close();
-    // The same for writes: a write outlives its connection if the client
-    // left, and the drain waits for it like for a connection.
-    writes.close();
-    loop {
-        if conns.is_empty() && workers.is_empty() && streams.is_empty() && writes.is_empty() {
-            return Outcome::Drained;
-        }
-        tokio::select! {
-            biased;
-            _ = force.as_mut() => return Outcome::ForcedBySignal,
-            _ = tokio::time::sleep_until(deadline) => return Outcome::ForcedByDeadline,
-            // Polling this is what sends the graceful signal; it completes
-            // when the last watched connection is gone.
-            _ = &mut told, if !told_done => told_done = true,
-            Some(res) = conns.join_next() => tally.conns_finished += usize::from(log_if_panicked(res)),
-            Some(res) = workers.join_next() => tally.worker(res),
-            // Only once no connection can start a new stream, and only while
-            // some are left: a finished `wait()` is ready forever.
-            _ = streams.wait(), if conns.is_empty() && !streams.is_empty() => {}
-            _ = writes.wait(), if conns.is_empty() && !writes.is_empty() => {}
-        }
-    }
-}
-
-/// Step 5 (deadline): waits for writes to finish (roll back, since
-/// `abandon_writes` is cancelled), until `until` or a second signal.
-/// Returns true if it was the second signal (`force` is then done and must
-/// not be polled again).
-async fn wait_for_writes(
-    writes: &TaskTracker,
-    until: Instant,
-    force: &mut Pin<&mut impl Future<Output = ()>>,
-) -> bool {
-    writes.close();
-    tokio::select! {
-        biased;
-        _ = force.as_mut() => true,
-        _ = tokio::time::sleep_until(until) => false,
-        _ = writes.wait() => false,
-    }
-}
-
-/// Step 5 (deadline): lets connections that are finishing finish, until
-/// `until` or a second signal.
-async fn wait_for_conns(
-    conns: &mut JoinSet<()>,
-    until: Instant,
-    force: &mut Pin<&mut impl Future<Output = ()>>,
-    tally: &mut Tally,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = force.as_mut() => return,
-            _ = tokio::time::sleep_until(until) => return,
-            res = conns.join_next() => match res {
-                Some(res) => tally.conns_finished += usize::from(log_if_panicked(res)),
-                None => return,
-            },
-        }
-    }
-}
-
-/// Counts how tasks ended, for the report.
-#[derive(Debug, Default)]
-struct Tally {
-    conns_finished: usize,
-    conns_aborted: usize,
-    workers_stopped: usize,
-    workers_aborted: usize,
-}
-
-impl Tally {
-    fn connection(&mut self, res: Result<(), JoinError>, app: &App) {
-        match res {
-            Err(e) if e.is_cancelled() => {
-                self.conns_aborted += 1;
-                app.metrics
-                    .connections_aborted
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            res => self.conns_finished += usize::from(log_if_panicked(res)),
-        }
-    }
-
-    fn worker(&mut self, res: Result<&'static str, JoinError>) {
-        match res {
-            Ok(name) => {
-                info!(worker = name, "background worker stopped");
-                self.workers_stopped += 1;
-            }
-            Err(e) if e.is_cancelled() => self.workers_aborted += 1,
-            Err(e) => error!(error = %e, "background worker panicked"),
-        }
-    }
-}
-
-/// Logs a connection task that panicked. Returns true if it ended normally.
-fn log_if_panicked(res: Result<(), JoinError>) -> bool {
-    match res {
-        Ok(()) => true,
-        Err(e) if e.is_panic() => {
-            error!(error = %e, "connection task panicked");
-            false
-        }
-        Err(_) => false,
     }
 }

@@ -1,0 +1,113 @@
+//! The accept loop: accept, reap, and stop when told.
+//!
+//! [`Acceptor::accept_until`] is a biased `select!` over three things: the
+//! trigger that ends this phase, `JoinSet::join_next` (finished connection
+//! tasks are reaped as they end, so the set never grows and panics are
+//! logged), and the next connection. The server runs it twice: until the
+//! first signal (running), then until the drain delay is over (lame duck).
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::accept::AcceptBackoff;
+use crate::connection::{self, ConnectionConfig};
+use crate::drain::log_if_panicked;
+
+/// The accept side of the server, alive until the listener is dropped.
+pub(crate) struct Acceptor {
+    /// Dropped at step 3; dropping it is what refuses new connections.
+    pub listener: TcpListener,
+    /// One permit per open connection (`max_connections`). A permit moves
+    /// into its connection task and is released when the task ends, which
+    /// is what wakes an accept loop waiting at the limit.
+    pub limiter: Arc<Semaphore>,
+    /// Back-off state for resource errors (EMFILE and friends).
+    pub backoff: AcceptBackoff,
+    /// One task per connection. Reaped as they finish, so it never grows;
+    /// handed to the drain at step 3.
+    pub conns: JoinSet<()>,
+    /// Tells every watched connection to finish. Each connection's
+    /// [`Watcher`](hyper_util::server::graceful::Watcher) is taken *before*
+    /// its task is spawned, so no connection can miss the signal.
+    pub graceful: GracefulShutdown,
+    /// Builders and service shared by all connection tasks.
+    pub conn_config: Arc<ConnectionConfig>,
+}
+
+impl Acceptor {
+    /// Accepts connections until `until` resolves, and returns its output.
+    pub async fn accept_until<T>(&mut self, until: impl Future<Output = T>) -> T {
+        let mut until = pin!(until);
+        loop {
+            tokio::select! {
+                // The trigger first, so that a flood of connections cannot
+                // delay the shutdown; then reaping, so finished tasks never
+                // pile up; then new work.
+                biased;
+                out = &mut until => return out,
+                Some(res) = self.conns.join_next() => { log_if_panicked(res); }
+                accepted = accept(&self.listener, &self.limiter) => match accepted {
+                    Ok((stream, permit)) => {
+                        self.backoff.reset();
+                        self.spawn_connection(stream, permit);
+                    }
+                    Err(e) => {
+                        let wait = self.backoff.on_error(&e);
+                        if !wait.is_zero() {
+                            // Sleep, but stay responsive to the trigger.
+                            tokio::select! {
+                                out = &mut until => return out,
+                                _ = tokio::time::sleep(wait) => {}
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn spawn_connection(&mut self, stream: TcpStream, permit: OwnedSemaphorePermit) {
+        // Small responses should not wait for Nagle's algorithm to
+        // coalesce them with data that will never come.
+        let _ = stream.set_nodelay(true);
+        let app = self.conn_config.app();
+        app.metrics.connections_accepted.fetch_add(1, Relaxed);
+        let watcher = self.graceful.watcher();
+        let cfg = self.conn_config.clone();
+        self.conns.spawn(connection::serve(
+            stream,
+            std::time::Instant::now(),
+            cfg,
+            watcher,
+            Some(permit),
+        ));
+    }
+}
+
+/// Waits for a connection slot, then for a connection. Cancel-safe: if
+/// dropped while waiting, the permit returns to the semaphore and no
+/// connection is lost (`accept` is cancel-safe).
+async fn accept(
+    listener: &TcpListener,
+    limiter: &Arc<Semaphore>,
+) -> std::io::Result<(TcpStream, OwnedSemaphorePermit)> {
+    let permit = match limiter.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        // At the limit: stop accepting until a connection ends. The kernel
+        // backlog holds (and eventually refuses) the rest.
+        Err(_) => limiter
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed"),
+    };
+    let (stream, _peer) = listener.accept().await?;
+    Ok((stream, permit))
+}

@@ -1,0 +1,198 @@
+//! Steps 4 and 5 of the shutdown: waiting for what is still running, and
+//! forcing what will not finish.
+//!
+//! [`Running`] holds every kind of task the shutdown has to account for.
+//! Each kind ends differently, which is why they are kept apart:
+//!
+//! | field | what it is | how the drain ends it | how the force ends it |
+//! |---|---|---|---|
+//! | `conns` | one task per connection | graceful watcher signal | `abort_all` |
+//! | `workers` | background workers (the cleaner) | their token | `abort_all` |
+//! | `streams` | HTTP/2 stream tasks, outside their connection | finish with it | the executor's `force` token |
+//! | `writes` | store writes, outside their request | commit | `abandon_writes`: roll back |
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use crate::App;
+use crate::report::Outcome;
+
+/// Everything still running once the listener is closed.
+pub(crate) struct Running {
+    /// Connection tasks, from the accept loop.
+    pub conns: JoinSet<()>,
+    /// Background workers; each returns its name when it stops.
+    pub workers: JoinSet<&'static str>,
+    /// HTTP/2 stream tasks (see [`crate::executor`]).
+    pub streams: TaskTracker,
+    /// Store writes running as tasks of their own (`App::writes`).
+    pub writes: TaskTracker,
+    /// How tasks ended, for the report.
+    pub tally: Tally,
+}
+
+/// The second trigger, pinned once and polled by several steps.
+pub(crate) type Force<'a, F> = Pin<&'a mut F>;
+
+impl Running {
+    /// Step 4: waits until every connection, worker, HTTP/2 stream and
+    /// write is done, the deadline passes, or `force` fires. `told` is the
+    /// graceful watcher's shutdown future: polling it is what sends the
+    /// signal. Returns how it ended.
+    pub async fn drain(
+        &mut self,
+        told: impl Future<Output = ()>,
+        deadline: Instant,
+        force: &mut Force<'_, impl Future<Output = ()>>,
+    ) -> Outcome {
+        let mut told = pin!(told);
+        let mut told_done = false;
+        // One timer for the whole drain, not one per loop turn.
+        let mut deadline = pin!(tokio::time::sleep_until(deadline));
+        // No new stream or write can start once every connection is gone,
+        // so closing the trackers now lets `wait()` resolve when the last
+        // one ends. (A write outlives its connection if the client left;
+        // the drain waits for it like for a connection.)
+        self.streams.close();
+        self.writes.close();
+        loop {
+            let Running {
+                conns,
+                workers,
+                streams,
+                writes,
+                tally,
+            } = self;
+            if conns.is_empty() && workers.is_empty() && streams.is_empty() && writes.is_empty() {
+                return Outcome::Drained;
+            }
+            tokio::select! {
+                biased;
+                _ = force.as_mut() => return Outcome::ForcedBySignal,
+                _ = &mut deadline => return Outcome::ForcedByDeadline,
+                // Completes when the last watched connection is gone.
+                _ = &mut told, if !told_done => told_done = true,
+                Some(res) = conns.join_next() => tally.conns_finished += usize::from(log_if_panicked(res)),
+                Some(res) = workers.join_next() => tally.worker(res),
+                // Only once no connection can start a new one, and only
+                // while some are left: a finished `wait()` is ready forever.
+                _ = streams.wait(), if conns.is_empty() && !streams.is_empty() => {}
+                _ = writes.wait(), if conns.is_empty() && !writes.is_empty() => {}
+            }
+        }
+    }
+
+    /// Step 5, at the deadline: waits for writes to finish rolling back
+    /// (their token is already cancelled), until `until` or a second
+    /// signal. Returns true if it was the second signal (`force` is then
+    /// done and must not be polled again).
+    pub async fn wait_for_writes(
+        &self,
+        until: Instant,
+        force: &mut Force<'_, impl Future<Output = ()>>,
+    ) -> bool {
+        self.writes.close();
+        tokio::select! {
+            biased;
+            _ = force.as_mut() => true,
+            _ = tokio::time::sleep_until(until) => false,
+            _ = self.writes.wait() => false,
+        }
+    }
+
+    /// Step 5, at the deadline: lets connections that are writing their
+    /// 503 finish, until `until` or a second signal.
+    pub async fn wait_for_conns(
+        &mut self,
+        until: Instant,
+        force: &mut Force<'_, impl Future<Output = ()>>,
+    ) {
+        let mut until = pin!(tokio::time::sleep_until(until));
+        loop {
+            tokio::select! {
+                biased;
+                _ = force.as_mut() => return,
+                _ = &mut until => return,
+                res = self.conns.join_next() => match res {
+                    Some(res) => self.tally.conns_finished += usize::from(log_if_panicked(res)),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// Step 5, Close semantics: aborts every connection and worker, and
+    /// waits (briefly) for stream and write tasks, whose force tokens the
+    /// caller has cancelled, to notice.
+    pub async fn abort_all(&mut self, app: &App) {
+        self.conns.abort_all();
+        self.workers.abort_all();
+        while let Some(res) = self.conns.join_next().await {
+            self.tally.connection(res, app);
+        }
+        while let Some(res) = self.workers.join_next().await {
+            self.tally.worker(res);
+        }
+        // Stream tasks race their force token, so they end at their next
+        // poll; the bound only guards against a task that never yields.
+        self.streams.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.streams.wait()).await;
+        // Write tasks check `abandon_writes` between statements, so they
+        // end within one statement. If one does not (stuck waiting for
+        // another process's lock), the process exits without its commit,
+        // and SQLite discards the uncommitted transaction.
+        self.writes.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.writes.wait()).await;
+    }
+}
+
+/// Counts how tasks ended, for the report.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub conns_finished: usize,
+    pub conns_aborted: usize,
+    pub workers_stopped: usize,
+    pub workers_aborted: usize,
+}
+
+impl Tally {
+    fn connection(&mut self, res: Result<(), JoinError>, app: &App) {
+        match res {
+            Err(e) if e.is_cancelled() => {
+                self.conns_aborted += 1;
+                app.metrics.connections_aborted.fetch_add(1, Relaxed);
+            }
+            res => self.conns_finished += usize::from(log_if_panicked(res)),
+        }
+    }
+
+    fn worker(&mut self, res: Result<&'static str, JoinError>) {
+        match res {
+            Ok(name) => {
+                info!(worker = name, "background worker stopped");
+                self.workers_stopped += 1;
+            }
+            Err(e) if e.is_cancelled() => self.workers_aborted += 1,
+            Err(e) => error!(error = %e, "background worker panicked"),
+        }
+    }
+}
+
+/// Logs a connection task that panicked. Returns true if it ended normally.
+pub(crate) fn log_if_panicked(res: Result<(), JoinError>) -> bool {
+    match res {
+        Ok(()) => true,
+        Err(e) if e.is_panic() => {
+            error!(error = %e, "connection task panicked");
+            false
+        }
+        Err(_) => false,
+    }
+}
