@@ -80,7 +80,8 @@ pub struct Options {
     pub drain_rounds: usize,
     /// Where to write the figures as JSON.
     pub json: Option<PathBuf>,
-    /// Run only this phase (`load`, `mem_idle`, `mem_churn`, `drain_idle`),
+    /// Run only this phase (`load`, `keepalive`, `mem_idle`, `mem_churn`,
+    /// `drain_idle`),
     /// e.g. under a profiler.
     pub only: Option<String>,
 }
@@ -171,7 +172,7 @@ impl Options {
 }
 
 /// The phases, in the order they run.
-const PHASES: [&str; 4] = ["load", "mem_idle", "mem_churn", "drain_idle"];
+const PHASES: [&str; 5] = ["load", "keepalive", "mem_idle", "mem_churn", "drain_idle"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -250,13 +251,17 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
     }
 
     let mut load = Vec::new();
-    if opts.runs("load") {
+    if opts.runs("load") || opts.runs("keepalive") {
         for (mode, conc) in [
             (Mode::Churn, 1),
             (Mode::Churn, 16),
             (Mode::Churn, 64),
             (Mode::KeepAlive, 64),
         ] {
+            // `--only keepalive`: just the keep-alive figure.
+            if !opts.runs("load") && mode != Mode::KeepAlive {
+                continue;
+            }
             load.push(load_figure(&client_rt, opts, mode, conc, a.addr, b.addr));
         }
     }

@@ -27,8 +27,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,13 @@ pub struct HeadClock {
     bytes_read: AtomicU64,
     /// Head waits started so far (0 until hyper starts the first).
     heads: AtomicU64,
+    /// One tokio timer for all of this connection's head waits. hyper asks
+    /// for a new sleep for every head; registering a fresh timer in
+    /// Tokio's wheel and removing it again each time costs two trips
+    /// through the wheel's lock per keep-alive request. Resetting this one
+    /// to a later deadline is a single atomic update. The `Mutex` is never
+    /// contended: only this connection's task touches it.
+    timer: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl HeadClock {
@@ -61,6 +68,7 @@ impl HeadClock {
             idle_timeout,
             bytes_read: AtomicU64::new(0),
             heads: AtomicU64::new(0),
+            timer: Mutex::new(None),
         })
     }
 
@@ -86,51 +94,64 @@ impl Timer for HeadTimer {
     }
 
     /// hyper calls this when it starts waiting for a request head; its
-    /// `deadline` is `now + header_read_timeout`, which we replace with the
-    /// rule above.
-    fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn Sleep>> {
+    /// `deadline` is `now + header_read_timeout` (hyper read the clock just
+    /// before), which we replace with the rule above.
+    fn sleep_until(&self, hyper_deadline: Instant) -> Pin<Box<dyn Sleep>> {
         let clock = self.0.clone();
         let first = clock.heads.fetch_add(1, Relaxed) == 0;
         let (deadline, started) = if first {
             (clock.first_head_deadline(), true)
         } else {
-            (Instant::now() + clock.idle_timeout, false)
+            // hyper's deadline minus its timeout is the "now" it just
+            // read: one clock read per request instead of two.
+            let now = hyper_deadline - clock.header_timeout;
+            (now + clock.idle_timeout, false)
         };
         let bytes_at_start = clock.bytes_read.load(Relaxed);
         Box::pin(HeadSleep {
-            inner: tokio::time::sleep_until(deadline.into()),
             clock,
+            deadline,
             bytes_at_start,
             started,
+            armed: false,
         })
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A sleep for one head wait: idle deadline until the first byte, head
-    /// deadline after it.
-    struct HeadSleep {
-        #[pin]
-        inner: tokio::time::Sleep,
-        clock: Arc<HeadClock>,
-        bytes_at_start: u64,
-        started: bool,
-    }
+/// A sleep for one head wait: idle deadline until the first byte, head
+/// deadline after it. It owns no timer itself: it points the connection's
+/// shared timer ([`HeadClock`]) at its deadline and polls that.
+struct HeadSleep {
+    clock: Arc<HeadClock>,
+    deadline: Instant,
+    bytes_at_start: u64,
+    started: bool,
+    /// Whether the shared timer has been set to `deadline` yet.
+    armed: bool,
 }
 
 impl Future for HeadSleep {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
         // hyper polls this after every read that left the head incomplete,
         // so the first poll after bytes arrive is when the head began.
-        if !*this.started && this.clock.bytes_read.load(Relaxed) != *this.bytes_at_start {
-            *this.started = true;
-            let head_deadline = Instant::now() + this.clock.header_timeout;
-            this.inner.as_mut().reset(head_deadline.into());
+        if !this.started && this.clock.bytes_read.load(Relaxed) != this.bytes_at_start {
+            this.started = true;
+            this.deadline = Instant::now() + this.clock.header_timeout;
+            this.armed = false;
         }
-        this.inner.poll(cx)
+        let mut slot = this.clock.timer.lock().unwrap_or_else(|p| p.into_inner());
+        let timer =
+            slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(this.deadline.into())));
+        if !this.armed {
+            // Usually a later deadline than the last one: Tokio then just
+            // moves the deadline, without touching its timer wheel.
+            timer.as_mut().reset(this.deadline.into());
+            this.armed = true;
+        }
+        timer.as_mut().poll(cx)
     }
 }
 
