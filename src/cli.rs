@@ -50,7 +50,8 @@ pub struct Cli {
     pub header_read_timeout: Duration,
 
     /// Close a keep-alive connection that sends no new request for this
-    /// long. Go: `IdleTimeout`.
+    /// long (HTTP/2: that has no open stream for this long). Go:
+    /// `IdleTimeout`.
     #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 

@@ -36,7 +36,7 @@ pub struct Config {
     /// the header half of `ReadTimeout`.
     pub header_read_timeout: Duration,
     /// An idle keep-alive connection is closed after this long without a new
-    /// request. Go: `IdleTimeout`.
+    /// request (HTTP/2: without an open stream). Go: `IdleTimeout`.
     pub idle_timeout: Duration,
     /// A handler (body read included) that runs longer is answered `503`
     /// (`408` if it was still reading the body) and dropped. Streams are

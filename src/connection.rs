@@ -27,7 +27,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use crate::App;
-use crate::executor::StreamExecutor;
+use crate::executor::{StreamCount, StreamExecutor};
 use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
 use crate::phase::Phase;
 use crate::service::Service;
@@ -53,9 +53,11 @@ pub struct ConnectionConfig {
     /// Preconfigured HTTP/1 builder; each connection clones it and adds its
     /// own [`HeadTimer`].
     http1: http1::Builder,
-    /// HTTP/2 builder whose executor tracks stream tasks (see
-    /// [`StreamExecutor`]).
-    http2: http2::Builder<StreamExecutor>,
+    /// The executor HTTP/2 stream tasks are spawned on (see
+    /// [`StreamExecutor`]); each HTTP/2 connection gets a counting copy.
+    executor: StreamExecutor,
+    /// `max_header_bytes`, for HTTP/2's header-list limit.
+    max_header_list: u32,
     header_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -69,18 +71,27 @@ impl ConnectionConfig {
             // The value only switches the timer on: HeadTimer decides the
             // real deadline per wait (header vs idle).
             .header_read_timeout(config.header_read_timeout);
-        let mut h2 = http2::Builder::new(executor);
-        // A timer for HTTP/2 keep-alive pings and hyper's internal waits.
-        h2.timer(TokioTimer::new())
-            .max_header_list_size(config.max_header_bytes.min(u32::MAX as usize) as u32);
         ConnectionConfig {
             service: Service::new(app.clone()),
             header_timeout: config.header_read_timeout,
             idle_timeout: config.idle_timeout,
-            app,
+            max_header_list: config.max_header_bytes.min(u32::MAX as usize) as u32,
             http1: h1,
-            http2: h2,
+            executor,
+            app,
         }
+    }
+
+    /// An HTTP/2 builder for one connection, whose streams are counted in
+    /// `streams`. Built per connection because the executor is part of the
+    /// builder's type and value; HTTP/2 connections are long-lived, so this
+    /// is not on the churn path.
+    fn http2(&self, streams: Arc<StreamCount>) -> http2::Builder<StreamExecutor> {
+        let mut h2 = http2::Builder::new(self.executor.counting(streams));
+        // A timer for HTTP/2 keep-alive pings and hyper's internal waits.
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(self.max_header_list);
+        h2
     }
 
     /// The shared application state.
@@ -140,10 +151,22 @@ pub async fn serve<T>(
             }
         }
         Protocol::Http2 => {
+            let streams = StreamCount::new();
+            let h2 = cfg.http2(streams.clone());
             // Boxed: an HTTP/2 connection's state is much larger than an
             // HTTP/1 one's, and held inline it would make every
             // connection task that size, HTTP/1 or not.
-            Box::pin(watcher.watch(cfg.http2.serve_connection(io, cfg.service.clone()))).await
+            let conn = Box::pin(watcher.watch(h2.serve_connection(io, cfg.service.clone())));
+            tokio::select! {
+                res = conn => res,
+                // Go's `IdleTimeout` for HTTP/2: no open stream for that
+                // long closes the connection. Dropping `conn` closes the
+                // socket; with no stream open, nothing is cut short.
+                () = streams.idle_for(cfg.idle_timeout) => {
+                    debug!("idle HTTP/2 connection closed");
+                    Ok(())
+                }
+            }
         }
     };
     if let Err(e) = result {

@@ -31,7 +31,7 @@
 //!   single header timer.
 //! - [`write_timeout`]: a peer that stops reading is cut off.
 //! - [`executor`]: where HTTP/2 stream tasks run, so a forced close reaches
-//!   them.
+//!   them, and how an idle HTTP/2 connection is noticed.
 //! - [`accept`]: accept errors, classified, with back-off.
 //! - [`listener`]: the listening socket, built with socket2.
 //! - [`phase`]: the phase state machine (the article's `shuttingDown`).

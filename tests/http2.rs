@@ -129,3 +129,61 @@ async fn healthz_answers_over_h2c() {
     server.shutdown();
     server.report_within(STOP).await;
 }
+
+/// `--idle-timeout` for HTTP/2 (hyper has none): once no stream has been
+/// open for the idle timeout, the connection is closed.
+#[tokio::test]
+async fn an_idle_h2c_connection_is_closed_at_the_idle_timeout() {
+    let config = lameduck::Config {
+        idle_timeout: Duration::from_millis(600),
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let (mut client, conn) = h2_connect(server.addr).await;
+    let (pending, _) = client.send_request(get("/healthz"), true).unwrap();
+    assert_eq!(body_text(pending.await.unwrap()).await, "ok\n");
+    let idle_from = std::time::Instant::now();
+
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("idle connection closed")
+        .ok();
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= Duration::from_millis(500),
+        "closed after {idle:?}, before the idle timeout"
+    );
+    server
+        .wait_until(Duration::from_secs(5), "connection gone", |app| {
+            app.metrics.open_connections() == 0
+        })
+        .await;
+    server.shutdown();
+    server.report_within(STOP).await;
+}
+
+/// A connection with a stream open is not idle, however long the stream
+/// lasts.
+#[tokio::test]
+async fn an_h2c_connection_with_an_open_stream_is_not_idle() {
+    let config = lameduck::Config {
+        idle_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let (mut client, _conn) = h2_connect(server.addr).await;
+    let (pending, _) = client
+        .send_request(get("/api/stream?interval_ms=100"), true)
+        .unwrap();
+    let mut body = pending.await.unwrap().into_body();
+    let started = std::time::Instant::now();
+    let mut events = 0;
+    while started.elapsed() < Duration::from_millis(1200) {
+        let chunk = body.data().await.expect("stream still open").unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        events += 1;
+    }
+    assert!(events >= 8, "only {events} events");
+    server.shutdown();
+    server.report_within(STOP).await;
+}
