@@ -380,3 +380,23 @@ async fn ten_thousand_churned_connections_leave_nothing_tracked() {
         (0, Outcome::Drained)
     );
 }
+
+/// The listener sets `SO_REUSEADDR`: after a shutdown that closed
+/// connections from the server side (leaving them in `TIME_WAIT` on the
+/// server's port), a new instance can bind the same port at once — the
+/// restart case.
+#[tokio::test]
+async fn a_restarted_server_can_bind_its_port_while_old_connections_linger() {
+    let server = TestServer::start(test_config()).await;
+    let addr = server.addr;
+    for _ in 0..3 {
+        // `Connection: close`: the server closes first, so TIME_WAIT is ours.
+        assert_eq!(get(addr, "/livez").await.status, 200);
+    }
+    server.shutdown();
+    server.report_within(STOP).await;
+
+    let again =
+        lameduck::listener::bind(addr, 16).expect("rebinding the port right after a shutdown");
+    assert_eq!(again.local_addr().unwrap(), addr);
+}
