@@ -24,8 +24,8 @@
 //! # Layout
 //!
 //! - [`server`]: the shutdown phases, top to bottom — start here.
-//! - `accept_loop`: accept, reap, stop when told (private).
-//! - `drain`: waiting for what still runs, and forcing it (private).
+//! - [`accept_loop`]: accept, reap, stop when told.
+//! - [`drain`]: waiting for what still runs, and forcing it.
 //! - [`connection`]: one connection: protocol sniff, hyper, graceful watch.
 //! - [`head_timer`]: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
 //!   single header timer.
@@ -49,13 +49,13 @@
 //! - [`fuzzing`]: the fuzz targets' entry points, also replayed by `cargo test`.
 
 pub mod accept;
-mod accept_loop;
+pub mod accept_loop;
 pub mod app;
 pub mod cleaner;
 pub mod cli;
 pub mod config;
 pub mod connection;
-mod drain;
+pub mod drain;
 pub mod executor;
 pub mod fuzzing;
 pub mod head_timer;

@@ -6,7 +6,7 @@
 //! | kind | routes | runs as |
 //! |---|---|---|
 //! | instant | `/healthz`, `/livez`, `/metrics`, 404, 405 | a ready future: no timer, no allocation |
-//! | work | `/api/items`, `/api/items/{id}`, `/api/slow`, `/debug/panic` | [`guarded`]: request timeout, deadline 503, panic → 500 |
+//! | work | `/api/items`, `/api/items/{id}`, `/api/slow`, `/debug/panic` | `guarded`: request timeout, deadline 503, panic → 500 |
 //! | stream | `/api/stream` | a body that ends on the `closing` token; no request timeout |
 //!
 //! # Cancellation, the Rust way
@@ -22,7 +22,7 @@
 //! the drop. For that, the handler makes a request-scoped
 //! [`CancellationToken`] and holds its [`DropGuard`]: dropping the handler
 //! drops the guard, which cancels the token, which the detached work
-//! watches. See [`slow`] for the pattern and [`crate::store`] for the token
+//! watches. See `slow.rs` for the pattern and [`crate::store`] for the token
 //! reaching the store.
 
 mod health;
