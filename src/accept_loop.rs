@@ -1,6 +1,6 @@
 //! The accept loop: accept, reap, and stop when told.
 //!
-//! [`Acceptor::accept_until`] is a biased `select!` over three things: the
+//! `Acceptor::accept_until` is a biased `select!` over three things: the
 //! trigger that ends this phase, `JoinSet::join_next` (finished connection
 //! tasks are reaped as they end, so the set never grows and panics are
 //! logged), and the next connection. The server runs it twice: until the

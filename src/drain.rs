@@ -1,7 +1,7 @@
 //! Steps 4 and 5 of the shutdown: waiting for what is still running, and
 //! forcing what will not finish.
 //!
-//! [`Running`] holds every kind of task the shutdown has to account for.
+//! `Running` holds every kind of task the shutdown has to account for.
 //! Each kind ends differently, which is why they are kept apart:
 //!
 //! | field | what it is | how the drain ends it | how the force ends it |
