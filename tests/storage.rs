@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use lameduck::store::{NewItem, Page, SqliteStore, Store, StoreError};
+use lameduck::store::{MemoryStore, NewItem, Page, SqliteStore, Store, StoreError};
 use lameduck::{App, Config, Outcome, Server, cleaner};
 use support::http::{self, get, request};
 use support::storage::{
@@ -57,9 +57,26 @@ fn post_body(name: &str) -> String {
 #[tokio::test]
 async fn a_cancelled_token_returns_cancelled_without_touching_the_database() {
     let db = TempDb::new("precancel");
-    let store = SqliteStore::open(&db.path)
-        .unwrap()
-        .hold_writes_open_for_tests(Duration::from_secs(10));
+    let store = held_store(&db, Duration::from_secs(10));
+    let started = Instant::now();
+    assert_every_call_is_cancelled(&store).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let counters = store.counters();
+    assert_eq!(store.writes_held(), 0, "no write reached a transaction");
+    assert_eq!(counters.writes_rolled_back.load(Relaxed), 0);
+    assert_eq!(counters.queries_interrupted.load(Relaxed), 0);
+    assert!(stored_items(&open_raw(&db.path)).is_empty());
+}
+
+/// The same contract for the in-memory store (`--db :memory:`).
+#[tokio::test]
+async fn a_cancelled_token_stops_every_memory_store_call() {
+    assert_every_call_is_cancelled(&MemoryStore::new()).await;
+}
+
+/// Calls every store method with a token cancelled beforehand and asserts
+/// each returns `Cancelled`.
+async fn assert_every_call_is_cancelled(store: &dyn Store) {
     let cancel = CancellationToken::new();
     cancel.cancel();
     let page = Page {
@@ -70,7 +87,6 @@ async fn a_cancelled_token_returns_cancelled_without_touching_the_database() {
         name: "x".into(),
         ttl_secs: None,
     };
-    let started = Instant::now();
     let c = || cancel.clone();
     assert_eq!(store.list(page, c()).await, Err(StoreError::Cancelled));
     assert_eq!(
@@ -84,12 +100,13 @@ async fn a_cancelled_token_returns_cancelled_without_touching_the_database() {
         store.purge_expired(u64::MAX, 10, c()).await,
         Err(StoreError::Cancelled)
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
-    let counters = store.counters();
-    assert_eq!(store.writes_held(), 0, "no write reached a transaction");
-    assert_eq!(counters.writes_rolled_back.load(Relaxed), 0);
-    assert_eq!(counters.queries_interrupted.load(Relaxed), 0);
-    assert!(stored_items(&open_raw(&db.path)).is_empty());
+}
+
+/// A store on `db` whose writes are held open (the test hook) for `hold`.
+fn held_store(db: &TempDb, hold: Duration) -> SqliteStore {
+    SqliteStore::open(&db.path)
+        .unwrap()
+        .hold_writes_open_for_tests(hold)
 }
 
 /// The API over SQLite: create, paginate with `limit`/`after`, get,
@@ -249,11 +266,7 @@ async fn the_shutdown_deadline_interrupts_a_running_search() {
 #[tokio::test]
 async fn a_write_whose_client_left_commits_and_the_drain_waits_for_it() {
     let db = TempDb::new("left-write");
-    let store = Arc::new(
-        SqliteStore::open(&db.path)
-            .unwrap()
-            .hold_writes_open_for_tests(Duration::from_secs(1)),
-    );
+    let store = Arc::new(held_store(&db, Duration::from_secs(1)));
     let server = start_with(&store, test_config()).await;
     let mut conn = http::connect(server.addr).await;
     let body = post_body("outlives its client");
@@ -289,11 +302,7 @@ async fn a_write_whose_client_left_commits_and_the_drain_waits_for_it() {
 #[tokio::test]
 async fn a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace() {
     let db = TempDb::new("deadline-write");
-    let store = Arc::new(
-        SqliteStore::open(&db.path)
-            .unwrap()
-            .hold_writes_open_for_tests(Duration::from_secs(30)),
-    );
+    let store = Arc::new(held_store(&db, Duration::from_secs(30)));
     let config = Config {
         shutdown_timeout: Duration::from_millis(300),
         ..test_config()
@@ -327,11 +336,7 @@ async fn a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace() {
 #[tokio::test]
 async fn a_second_signal_mid_write_rolls_back() {
     let db = TempDb::new("signal-write");
-    let store = Arc::new(
-        SqliteStore::open(&db.path)
-            .unwrap()
-            .hold_writes_open_for_tests(Duration::from_secs(30)),
-    );
+    let store = Arc::new(held_store(&db, Duration::from_secs(30)));
     let server = start_with(&store, test_config()).await;
     let (addr, body) = (server.addr, post_body("never half written"));
     let post = tokio::spawn(async move { try_request(addr, "POST", "/api/items", &body).await });

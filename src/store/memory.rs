@@ -149,35 +149,6 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
 
-    /// The article's `TestHandlerContextCanceled`, at the store layer: a
-    /// pre-cancelled token makes every call return `Cancelled` at once.
-    #[tokio::test]
-    async fn a_cancelled_token_stops_every_store_call() {
-        let store = MemoryStore::new();
-        let cancel = CancellationToken::new();
-        cancel.cancel();
-        let page = Page {
-            after: None,
-            limit: 10,
-        };
-        let new = NewItem {
-            name: "x".into(),
-            ttl_secs: None,
-        };
-        assert_eq!(
-            store.list(page, cancel.clone()).await,
-            Err(StoreError::Cancelled)
-        );
-        assert_eq!(
-            store.create(new, cancel.clone()).await,
-            Err(StoreError::Cancelled)
-        );
-        assert_eq!(
-            store.purge_expired(0, 10, cancel).await,
-            Err(StoreError::Cancelled)
-        );
-    }
-
     /// The cursor pages by id, search filters without breaking the cursor,
     /// and a purge removes at most `limit` expired items.
     #[tokio::test]
