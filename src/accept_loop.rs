@@ -15,33 +15,86 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
-use crate::accept::AcceptBackoff;
-use crate::connection::{self, ConnectionConfig};
-use crate::drain::log_if_panicked;
+use crate::accept_errors::AcceptBackoff;
+use crate::app::App;
+use crate::connection::{self, ConnectionConfig, log_if_panicked};
+use crate::drain::Running;
+use crate::executor::StreamExecutor;
 
 /// The accept side of the server, alive until the listener is dropped.
 pub(crate) struct Acceptor {
     /// Dropped at step 3; dropping it is what refuses new connections.
-    pub listener: TcpListener,
+    listener: TcpListener,
     /// One permit per open connection (`max_connections`). A permit moves
     /// into its connection task and is released when the task ends, which
     /// is what wakes an accept loop waiting at the limit.
-    pub limiter: Arc<Semaphore>,
+    limiter: Arc<Semaphore>,
     /// Back-off state for resource errors (EMFILE and friends).
-    pub backoff: AcceptBackoff,
+    backoff: AcceptBackoff,
     /// One task per connection. Reaped as they finish, so it never grows;
     /// handed to the drain at step 3.
-    pub conns: JoinSet<()>,
+    conns: JoinSet<()>,
     /// Tells every watched connection to finish. Each connection's
     /// [`Watcher`](hyper_util::server::graceful::Watcher) is taken *before*
     /// its task is spawned, so no connection can miss the signal.
-    pub graceful: GracefulShutdown,
+    graceful: GracefulShutdown,
     /// Builders and service shared by all connection tasks.
-    pub conn_config: Arc<ConnectionConfig>,
+    conn_config: Arc<ConnectionConfig>,
+    /// HTTP/2 stream tasks, which hyper spawns outside their connection
+    /// task (see [`crate::executor`]); handed to the drain at step 3.
+    streams: TaskTracker,
 }
 
 impl Acceptor {
+    /// An accept loop over `listener`, serving `app`.
+    pub fn new(listener: TcpListener, app: Arc<App>) -> Self {
+        let streams = TaskTracker::new();
+        let executor = StreamExecutor::new(streams.clone(), app.shutdown.abort_streams_token());
+        Acceptor {
+            listener,
+            limiter: Arc::new(Semaphore::new(app.config.max_connections)),
+            backoff: AcceptBackoff::default(),
+            conns: JoinSet::new(),
+            graceful: GracefulShutdown::new(),
+            conn_config: Arc::new(ConnectionConfig::new(app, executor)),
+            streams,
+        }
+    }
+
+    /// The address it listens on, for the log.
+    pub fn local_addr(&self) -> String {
+        self.listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Step 3: stops accepting. Dropping the listener closes the socket:
+    /// new connections are refused, and ones queued in the backlog are
+    /// reset, rather than waiting for an accept that will never come.
+    /// Returns everything still running, and the graceful signal for step 4.
+    pub fn stop(self, workers: JoinSet<&'static str>) -> (Running, GracefulShutdown) {
+        let Acceptor {
+            listener,
+            conns,
+            graceful,
+            streams,
+            conn_config,
+            ..
+        } = self;
+        drop(listener);
+        let writes = conn_config.app().shutdown.writes().clone();
+        let running = Running::new(conns, workers, streams, writes);
+        (running, graceful)
+    }
+
     /// Accepts connections until `until` resolves, and returns its output.
     pub async fn accept_until<T>(&mut self, until: impl Future<Output = T>) -> T {
         let mut until = pin!(until);

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use crate::Config;
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::phase::PhaseCell;
+use crate::shutdown_state::ShutdownState;
 use crate::store::Store;
 
 /// Shared application state. One `Arc<App>` per server; each connection's
@@ -20,27 +17,11 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// Counters for `/metrics` and for the shutdown report.
     pub metrics: Metrics,
-    /// The article's `shuttingDown` atomic: `/healthz` answers 503 as soon
-    /// as this leaves `Running`.
-    pub phase: PhaseCell,
-    /// The article's `closing` channel. Cancelled when the drain begins:
-    /// long-lived handlers (the event stream) select on it and end on their
-    /// own, so they do not hold the drain until the deadline.
-    pub closing: CancellationToken,
-    /// Cancelled when the shutdown deadline passes. Every handler that can
-    /// wait selects on it and, if its response has not started, answers
-    /// `503` + `Retry-After` at once, so the client gets an answer it can
-    /// retry rather than a bare reset when the connections are aborted.
-    pub past_deadline: CancellationToken,
-    /// Writes in progress (`POST`/`DELETE` on items), each a task of its
-    /// own rather than part of its request: a client that leaves mid-write
-    /// drops its handler, not the write. The drain waits for these like it
-    /// waits for connections, within the same deadline.
-    pub writes: TaskTracker,
-    /// Cancelled when the shutdown is forced (deadline or second signal),
-    /// and only then. A write still in progress rolls back instead of
-    /// committing, so a forced exit never leaves a half-done write.
-    pub abandon_writes: CancellationToken,
+    /// The phase and the tokens of the shutdown: what `/healthz` reports,
+    /// what streams and workers end on, what waiting handlers answer 503
+    /// on, and the writes the drain waits for. Only the server moves it
+    /// forward; everyone else asks it questions.
+    pub shutdown: ShutdownState,
 }
 
 impl App {
@@ -54,11 +35,7 @@ impl App {
             config,
             store,
             metrics,
-            phase: Default::default(),
-            closing: CancellationToken::new(),
-            past_deadline: CancellationToken::new(),
-            writes: TaskTracker::new(),
-            abandon_writes: CancellationToken::new(),
+            shutdown: ShutdownState::default(),
         }
     }
 }
@@ -66,9 +43,7 @@ impl App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("phase", &self.phase.get())
-            .field("closing", &self.closing.is_cancelled())
-            .field("past_deadline", &self.past_deadline.is_cancelled())
+            .field("shutdown", &self.shutdown)
             .finish_non_exhaustive()
     }
 }

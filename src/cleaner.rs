@@ -22,7 +22,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::App;
+use crate::app::App;
 use crate::store::{StoreError, unix_now};
 
 /// Runs until `cancel` fires, purging expired items every `every`.

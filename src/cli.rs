@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::Config;
+use crate::config::Config;
 
 /// A graceful-shutdown HTTP server. On SIGTERM or SIGINT it fails its health
 /// check, stops accepting, drains in-flight requests, and exits 0; a second

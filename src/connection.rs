@@ -24,14 +24,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::debug;
+use tokio::task::JoinError;
+use tracing::{debug, error};
 
-use crate::App;
-use crate::executor::{StreamCount, StreamExecutor};
+use crate::app::App;
+use crate::executor::StreamExecutor;
+use crate::h2_idle::StreamCount;
 use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
-use crate::phase::Phase;
 use crate::service::Service;
-use crate::write_timeout::WriteStall;
+use crate::write_stall::WriteStall;
 
 /// The client preface every HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -126,7 +127,7 @@ pub async fn serve<T>(
             Err(_) => return debug!("no request within the header timeout; closing"),
         };
     // A peer that stops reading is cut off after a stalled write: see
-    // `write_timeout`.
+    // `write_stall`.
     let io = WriteStall::new(io, cfg.app.config.request_timeout);
     let io = TokioIo::new(CountingIo::new(io, prefix, clock.clone()));
 
@@ -134,7 +135,7 @@ pub async fn serve<T>(
         Protocol::Http1 => {
             let mut h1 = cfg.http1.clone();
             h1.timer(HeadTimer(clock));
-            if cfg.app.phase.get() >= Phase::Draining {
+            if cfg.app.shutdown.is_draining() {
                 // The drain already told every watcher to finish, and hyper
                 // closes a connection that has not read anything yet when
                 // told so — which would drop the request we already hold in
@@ -209,5 +210,17 @@ struct OpenConnection<'a>(&'a App);
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
         self.0.metrics.connections_closed.fetch_add(1, Relaxed);
+    }
+}
+
+/// Logs a connection task that panicked. Returns true if it ended normally.
+pub(crate) fn log_if_panicked(res: Result<(), JoinError>) -> bool {
+    match res {
+        Ok(()) => true,
+        Err(e) if e.is_panic() => {
+            error!(error = %e, "connection task panicked");
+            false
+        }
+        Err(_) => false,
     }
 }

@@ -13,16 +13,24 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tracing::info;
 
-use crate::App;
-use crate::report::Outcome;
+use crate::app::App;
+use crate::connection::log_if_panicked;
+use crate::phase::Phase;
+use crate::report::{Outcome, Tally};
+
+/// How long the forced close waits for HTTP/2 stream tasks and for write
+/// tasks to notice their cancelled tokens. Both end at their next poll or
+/// between two statements, so this is only a bound against a task that
+/// never yields (or a write stuck behind another process's lock); it is
+/// not part of `force_grace`, which is the time given to polite answers.
+const ABORT_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything still running once the listener is closed.
 pub(crate) struct Running {
@@ -32,7 +40,8 @@ pub(crate) struct Running {
     pub workers: JoinSet<&'static str>,
     /// HTTP/2 stream tasks (see [`crate::executor`]).
     pub streams: TaskTracker,
-    /// Store writes running as tasks of their own (`App::writes`).
+    /// Store writes running as tasks of their own
+    /// (`ShutdownState::spawn_write`).
     pub writes: TaskTracker,
     /// How tasks ended, for the report.
     pub tally: Tally,
@@ -42,6 +51,22 @@ pub(crate) struct Running {
 pub(crate) type Force<'a, F> = Pin<&'a mut F>;
 
 impl Running {
+    /// What step 3 hands over, with nothing counted yet.
+    pub fn new(
+        conns: JoinSet<()>,
+        workers: JoinSet<&'static str>,
+        streams: TaskTracker,
+        writes: TaskTracker,
+    ) -> Self {
+        Running {
+            conns,
+            workers,
+            streams,
+            writes,
+            tally: Tally::default(),
+        }
+    }
+
     /// Step 4: waits until every connection, worker, HTTP/2 stream and
     /// write is done, the deadline passes, or `force` fires. `told` is the
     /// graceful watcher's shutdown future: polling it is what sends the
@@ -74,6 +99,9 @@ impl Running {
                 return Outcome::Drained;
             }
             tokio::select! {
+                // The second signal, then the deadline, before any work:
+                // a burst of finishing connections must not delay a forced
+                // close that is already due.
                 biased;
                 _ = force.as_mut() => return Outcome::ForcedBySignal,
                 _ = &mut deadline => return Outcome::ForcedByDeadline,
@@ -89,17 +117,55 @@ impl Running {
         }
     }
 
+    /// Step 5: forces what did not drain. `outcome` says why: at the
+    /// deadline the unanswered get a polite `503` first; after a second
+    /// signal everything stops at once (Go's `Close`).
+    pub async fn force(
+        &mut self,
+        app: &App,
+        outcome: Outcome,
+        force: &mut Force<'_, impl Future<Output = ()>>,
+    ) {
+        app.shutdown.begin_force();
+        info!(
+            phase = Phase::Forcing.name(),
+            reason = outcome.name(),
+            conns = self.conns.len(),
+            "shutdown phase"
+        );
+        if outcome == Outcome::ForcedByDeadline {
+            let grace_end = Instant::now() + app.config.force_grace;
+            // Let the writes finish rolling back first, so that the 503
+            // their clients get below is true: not stored.
+            let forced = self.wait_for_writes(grace_end, force).await;
+            // Be polite where it costs nothing: handlers that have not
+            // answered yet answer 503 + Retry-After now; give those
+            // answers `force_grace` to be written. A second signal skips
+            // the wait.
+            app.shutdown.refuse_unanswered();
+            if !forced {
+                self.wait_for_conns(grace_end, force).await;
+            }
+        }
+        // Close semantics: stop everything that is still running.
+        app.shutdown.abort_everything();
+        self.abort_all(app).await;
+    }
+
     /// Step 5, at the deadline: waits for writes to finish rolling back
     /// (their token is already cancelled), until `until` or a second
     /// signal. Returns true if it was the second signal (`force` is then
     /// done and must not be polled again).
-    pub async fn wait_for_writes(
+    async fn wait_for_writes(
         &self,
         until: Instant,
         force: &mut Force<'_, impl Future<Output = ()>>,
     ) -> bool {
         self.writes.close();
         tokio::select! {
+            // The second signal first: its answer (`true`) tells the caller
+            // that `force` is spent, which it must know even if the writes
+            // happened to end at the same moment.
             biased;
             _ = force.as_mut() => true,
             _ = tokio::time::sleep_until(until) => false,
@@ -109,7 +175,7 @@ impl Running {
 
     /// Step 5, at the deadline: lets connections that are writing their
     /// 503 finish, until `until` or a second signal.
-    pub async fn wait_for_conns(
+    async fn wait_for_conns(
         &mut self,
         until: Instant,
         force: &mut Force<'_, impl Future<Output = ()>>,
@@ -117,6 +183,8 @@ impl Running {
         let mut until = pin!(tokio::time::sleep_until(until));
         loop {
             tokio::select! {
+                // The second signal and the end of the grace first: a
+                // stream of 503s being written must not stretch the grace.
                 biased;
                 _ = force.as_mut() => return,
                 _ = &mut until => return,
@@ -131,7 +199,7 @@ impl Running {
     /// Step 5, Close semantics: aborts every connection and worker, and
     /// waits (briefly) for stream and write tasks, whose force tokens the
     /// caller has cancelled, to notice.
-    pub async fn abort_all(&mut self, app: &App) {
+    async fn abort_all(&mut self, app: &App) {
         self.conns.abort_all();
         self.workers.abort_all();
         while let Some(res) = self.conns.join_next().await {
@@ -143,56 +211,12 @@ impl Running {
         // Stream tasks race their force token, so they end at their next
         // poll; the bound only guards against a task that never yields.
         self.streams.close();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.streams.wait()).await;
+        let _ = tokio::time::timeout(ABORT_WAIT, self.streams.wait()).await;
         // Write tasks check `abandon_writes` between statements, so they
         // end within one statement. If one does not (stuck waiting for
         // another process's lock), the process exits without its commit,
         // and SQLite discards the uncommitted transaction.
         self.writes.close();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.writes.wait()).await;
-    }
-}
-
-/// Counts how tasks ended, for the report.
-#[derive(Debug, Default)]
-pub(crate) struct Tally {
-    pub conns_finished: usize,
-    pub conns_aborted: usize,
-    pub workers_stopped: usize,
-    pub workers_aborted: usize,
-}
-
-impl Tally {
-    fn connection(&mut self, res: Result<(), JoinError>, app: &App) {
-        match res {
-            Err(e) if e.is_cancelled() => {
-                self.conns_aborted += 1;
-                app.metrics.connections_aborted.fetch_add(1, Relaxed);
-            }
-            res => self.conns_finished += usize::from(log_if_panicked(res)),
-        }
-    }
-
-    fn worker(&mut self, res: Result<&'static str, JoinError>) {
-        match res {
-            Ok(name) => {
-                info!(worker = name, "background worker stopped");
-                self.workers_stopped += 1;
-            }
-            Err(e) if e.is_cancelled() => self.workers_aborted += 1,
-            Err(e) => error!(error = %e, "background worker panicked"),
-        }
-    }
-}
-
-/// Logs a connection task that panicked. Returns true if it ended normally.
-pub(crate) fn log_if_panicked(res: Result<(), JoinError>) -> bool {
-    match res {
-        Ok(()) => true,
-        Err(e) if e.is_panic() => {
-            error!(error = %e, "connection task panicked");
-            false
-        }
-        Err(_) => false,
+        let _ = tokio::time::timeout(ABORT_WAIT, self.writes.wait()).await;
     }
 }

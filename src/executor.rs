@@ -8,20 +8,16 @@
 //! [`TaskTracker`] (so the drain can wait for them) and races each against
 //! the `force` token (so the forced close can stop them).
 //!
-//! Each HTTP/2 connection gets its own copy with a [`StreamCount`], which
-//! is how the connection knows it is idle: hyper has no idle timeout for
-//! HTTP/2, so without it a client could open a connection, send nothing,
-//! and hold a connection slot for ever.
+//! Each HTTP/2 connection gets its own copy with a [`StreamCount`], so
+//! that the connection can tell when it is idle (see [`crate::h2_idle`]).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::h2_idle::StreamCount;
 
 /// hyper's executor for HTTP/2 streams: tracked and forcibly cancellable.
 #[derive(Debug, Clone)]
@@ -64,70 +60,14 @@ where
             // Counts the stream as open until this task ends, however.
             let _open = open;
             tokio::select! {
+                // The force token first: once it is cancelled, a stream
+                // that is always ready (a fast event stream) must still
+                // stop at this poll.
                 biased;
                 // Dropping `fut` drops the handler and its stream state.
                 _ = force.cancelled() => {}
                 _ = fut => {}
             }
         });
-    }
-}
-
-/// How many streams one HTTP/2 connection has open, and when that last
-/// changed: enough to tell an idle connection from a busy one.
-#[derive(Debug)]
-pub struct StreamCount {
-    base: Instant,
-    open: AtomicUsize,
-    /// Nanoseconds after `base` of the last stream opening or closing.
-    last_change: AtomicU64,
-}
-
-impl StreamCount {
-    /// No streams yet; "last change" is now.
-    pub fn new() -> Arc<Self> {
-        Arc::new(StreamCount {
-            base: Instant::now(),
-            open: AtomicUsize::new(0),
-            last_change: AtomicU64::new(0),
-        })
-    }
-
-    fn touch(&self) {
-        self.last_change
-            .store(self.base.elapsed().as_nanos() as u64, Relaxed);
-    }
-
-    fn open(self: Arc<Self>) -> OpenStream {
-        self.open.fetch_add(1, Relaxed);
-        self.touch();
-        OpenStream(self)
-    }
-
-    /// Resolves once the connection has had no open stream for `idle`.
-    /// Cancel-safe (it only reads the counters).
-    pub async fn idle_for(&self, idle: Duration) {
-        loop {
-            let last = self.last_change.load(Relaxed);
-            tokio::time::sleep_until(self.base + Duration::from_nanos(last) + idle).await;
-            if self.last_change.load(Relaxed) != last {
-                continue; // A stream opened or closed since: a new deadline.
-            }
-            if self.open.load(Relaxed) == 0 {
-                return;
-            }
-            // Busy the whole time (a long stream): look again later.
-            tokio::time::sleep(idle).await;
-        }
-    }
-}
-
-/// One open stream; dropping it counts the stream closed.
-struct OpenStream(Arc<StreamCount>);
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Relaxed);
-        self.0.touch();
     }
 }

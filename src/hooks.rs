@@ -6,10 +6,12 @@
 //! taking sessions, a registry that should mark us draining — not for doing
 //! cleanup that must finish.
 //!
-//! Like Go (which runs each one in its own goroutine), hooks are **not
-//! awaited**: each runs on Tokio's blocking pool and the shutdown carries on
-//! at once. A hook that fails or panics is only logged, because no caller is
-//! left to decide anything. The outer deadline still rules: `run` does not
+//! Like Go's, hooks are **not awaited**: they run on Tokio's blocking pool
+//! and the shutdown carries on at once. Unlike Go, which starts a goroutine
+//! per hook, they run one after another, in the order they were
+//! registered, on one blocking thread: the order is the one you wrote, and
+//! a hook that fails or panics is only logged, and does not stop the ones
+//! after it, because no caller is left to decide anything. The outer deadline still rules: `run` does not
 //! wait for hooks, and the binary exits after the drain whether a hook has
 //! finished or not. Cleanup that must complete, or whose error matters,
 //! belongs in the main flow after `run` returns.
@@ -39,21 +41,26 @@ impl ShutdownHooks {
         self.hooks.push((name, Box::new(hook)));
     }
 
-    /// Fires every hook on the blocking pool and returns without waiting.
-    /// Taking `self` by value is what makes "exactly once" a type-level fact.
-    /// Must be called inside a Tokio runtime.
+    /// Fires every hook, in order, on the blocking pool and returns
+    /// without waiting. Taking `self` by value is what makes "exactly once"
+    /// a type-level fact. Must be called inside a Tokio runtime.
     pub fn fire(self) -> usize {
         let n = self.hooks.len();
-        for (name, hook) in self.hooks {
-            // The JoinHandle is dropped on purpose: hooks are not awaited.
-            drop(tokio::task::spawn_blocking(move || {
+        if n == 0 {
+            return 0;
+        }
+        // The JoinHandle is dropped on purpose: hooks are not awaited.
+        drop(tokio::task::spawn_blocking(move || {
+            for (name, hook) in self.hooks {
+                // Caught so that a panicking hook is logged like a failing
+                // one and the hooks after it still run.
                 match catch_unwind(AssertUnwindSafe(hook)) {
                     Ok(Ok(())) => info!(hook = name, "shutdown hook done"),
                     Ok(Err(e)) => warn!(hook = name, error = %e, "shutdown hook failed"),
                     Err(_) => warn!(hook = name, "shutdown hook panicked"),
                 }
-            }));
-        }
+            }
+        }));
         n
     }
 }

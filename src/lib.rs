@@ -1,6 +1,12 @@
 //! lameduck: an HTTP server on raw hyper 1.x that shuts down gracefully,
 //! written to be read.
 //!
+//! Where the docs say "the article", they mean the article this project
+//! started from: a walk through graceful shutdown of Go's `http.Server`
+//! (`Shutdown`, `RegisterOnShutdown`, a failing health check, a drain
+//! delay, a `closing` channel, a background `runCleaner`). Go names from it
+//! are given beside their Rust counterparts.
+//!
 //! # The shutdown story
 //!
 //! A SIGTERM arrives ([`signals`] turns it into a token). The server enters
@@ -24,59 +30,65 @@
 //! # Layout
 //!
 //! - [`server`]: the shutdown phases, top to bottom — start here.
-//! - [`accept_loop`]: accept, reap, stop when told.
-//! - [`drain`]: waiting for what still runs, and forcing it.
-//! - [`connection`]: one connection: protocol sniff, hyper, graceful watch.
-//! - [`head_timer`]: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
+//! - [`shutdown_state`]: the phase and the tokens of the shutdown, with one
+//!   owner; the order of the drain is written there.
+//! - `accept_loop`: accept, reap, stop when told.
+//! - `drain`: waiting for what still runs, and forcing it.
+//! - `connection`: one connection: protocol sniff, hyper, graceful watch.
+//! - `head_timer`: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
 //!   single header timer.
-//! - [`write_timeout`]: a peer that stops reading is cut off.
-//! - [`executor`]: where HTTP/2 stream tasks run, so a forced close reaches
-//!   them, and how an idle HTTP/2 connection is noticed.
-//! - [`accept`]: accept errors, classified, with back-off.
+//! - `write_stall`: a peer that stops reading is cut off.
+//! - `executor`: where HTTP/2 stream tasks run, so a forced close reaches
+//!   them.
+//! - `h2_idle`: Go's `IdleTimeout` for HTTP/2: a connection with no open
+//!   stream is noticed.
+//! - `accept_errors`: accept errors, classified, with back-off.
 //! - [`listener`]: the listening socket, built with socket2.
-//! - [`phase`]: the phase state machine (the article's `shuttingDown`).
+//! - `phase`: the phases, as a small state machine ([`Phase`]).
 //! - [`hooks`]: on-shutdown callbacks (`RegisterOnShutdown`).
 //! - [`report`]: the shutdown report and exit code.
 //! - [`signals`]: SIGTERM/SIGINT → triggers. The only module that knows
 //!   about signals.
-//! - [`service`]: routing and handlers; how cancellation reaches work.
+//! - `service`: routing and handlers; how cancellation reaches work.
 //! - [`store`]: the item store; every call takes a cancellation token.
 //!   SQLite in WAL mode on a file (`--db`), or memory: reads interrupted
 //!   when their request goes away, writes that commit or roll back whole.
-//! - [`cleaner`]: the background worker (`runCleaner`).
-//! - [`metrics`]: counters for `/metrics`.
+//! - [`cleaner`]: the background worker (the article's `runCleaner`).
+//! - `metrics`: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
-//! - [`fuzzing`]: the fuzz targets' entry points, also replayed by `cargo test`.
+//!
+//! Modules shown without a link are internal: they are the server's
+//! machinery, read in the source rather than used from outside.
 
-pub mod accept;
-pub mod accept_loop;
-pub mod app;
+mod accept_errors;
+mod accept_loop;
+mod app;
 pub mod cleaner;
 pub mod cli;
 pub mod config;
-pub mod connection;
-pub mod drain;
-pub mod executor;
+mod connection;
+mod drain;
+mod executor;
 pub mod fuzzing;
-pub mod head_timer;
+mod h2_idle;
+mod head_timer;
 pub mod hooks;
 pub mod listener;
-pub mod metrics;
-pub mod phase;
+mod metrics;
+mod phase;
 pub mod report;
 pub mod server;
-pub mod service;
+mod service;
+pub mod shutdown_state;
 pub mod signals;
 pub mod store;
-pub mod write_timeout;
+mod write_stall;
 
 pub use app::App;
 pub use config::Config;
+pub use hooks::HookResult;
+pub use metrics::Metrics;
 pub use phase::Phase;
 pub use report::{Outcome, ShutdownReport};
 pub use server::Server;
-
-/// The error type at the edges (start-up, `main`). Inside, errors are small
-/// enums whose kinds callers act on ([`store::StoreError`],
-/// [`accept::AcceptErrorKind`]).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use shutdown_state::ShutdownState;

@@ -69,12 +69,19 @@ fn main() -> ExitCode {
     });
     // Hooks still running on the blocking pool do not hold the exit: the
     // outer deadline rules (see lameduck::hooks).
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    runtime.shutdown_timeout(HOOKS_EXIT_WAIT);
     match code {
         Ok(code) => ExitCode::from(code as u8),
         Err(msg) => startup_error(format_args!("{msg}")),
     }
 }
+
+/// How long the exit waits for tasks still on the runtime once the
+/// shutdown is over: only on-shutdown hooks can be left, and they are not
+/// awaited (Go's `RegisterOnShutdown` hooks are not either). A short wait
+/// lets a hook that is just finishing log its line; a hook that blocks
+/// does not keep the process alive past the shutdown it was told about.
+const HOOKS_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Start-up failures: one line on stderr, exit code 2.
 fn startup_error(msg: std::fmt::Arguments<'_>) -> ExitCode {

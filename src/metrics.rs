@@ -9,10 +9,10 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::phase::{Phase, PhaseCell};
+use crate::phase::Phase;
 use crate::store::StoreCounters;
 
-/// Every counter the server keeps. Shared through [`crate::App`].
+/// Every counter the server keeps. Shared through [`crate::app::App`].
 #[derive(Debug)]
 pub struct Metrics {
     /// Connections accepted since start.
@@ -96,7 +96,7 @@ impl Metrics {
     }
 
     /// The whole page, in Prometheus text format 0.0.4.
-    pub fn render(&self, phase: &PhaseCell) -> String {
+    pub fn render(&self, now: Phase) -> String {
         let mut out = String::with_capacity(2048);
         let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
             let _ = writeln!(
@@ -207,7 +207,6 @@ impl Metrics {
         out.push_str(
             "# HELP lameduck_shutdown_phase 1 for the current shutdown phase.\n# TYPE lameduck_shutdown_phase gauge\n",
         );
-        let now = phase.get();
         for p in Phase::ALL {
             let _ = writeln!(
                 out,

@@ -8,7 +8,8 @@
 //!
 //! [`PhaseCell`] is the Rust form of the article's `shuttingDown atomic.Bool`:
 //! `/healthz` reads it on every request, so it is a single relaxed atomic
-//! load, never a lock.
+//! load, never a lock. It is private to [`crate::shutdown_state`], which
+//! owns the phase together with the shutdown's tokens.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -53,7 +54,7 @@ impl Phase {
 
 /// The current [`Phase`], readable from any thread.
 #[derive(Debug, Default)]
-pub struct PhaseCell(AtomicU8);
+pub(crate) struct PhaseCell(AtomicU8);
 
 impl PhaseCell {
     /// The phase now.
@@ -67,13 +68,9 @@ impl PhaseCell {
         }
     }
 
-    /// Only the server's `run` moves the phase, and only forwards.
-    pub(crate) fn set(&self, phase: Phase) {
-        self.0.fetch_max(phase as u8, Ordering::Relaxed);
-    }
-
-    /// True from the first signal on: what `/healthz` asks.
-    pub fn is_shutting_down(&self) -> bool {
-        self.get() != Phase::Running
+    /// Moves the phase forward to `phase`, never back. Returns true if it
+    /// moved.
+    pub fn advance(&self, phase: Phase) -> bool {
+        self.0.fetch_max(phase as u8, Ordering::Relaxed) < phase as u8
     }
 }

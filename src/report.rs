@@ -1,9 +1,16 @@
 //! What a shutdown did, in numbers: logged as one line and turned into the
 //! exit code.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use tracing::info;
+use tokio::task::JoinError;
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use crate::app::App;
+use crate::connection::log_if_panicked;
 
 /// How the shutdown ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,5 +99,128 @@ impl ShutdownReport {
             hooks_fired = self.hooks_fired,
             "shutdown report"
         );
+    }
+}
+
+/// The shutdown's clock and counters, read at each step of `Server::run`
+/// and turned into the [`ShutdownReport`] at the end. Keeping it here
+/// keeps the server's `run` down to its phases.
+pub(crate) struct Timeline {
+    app: Arc<App>,
+    /// The first signal.
+    lame_duck_start: Instant,
+    /// The listener closed: the shutdown deadline counts from here.
+    drain_start: Instant,
+    /// Everything drained, or the force began.
+    drain_end: Instant,
+    hooks_fired: usize,
+    connections_at_drain: usize,
+    /// Responses produced before the drain: the report counts those after.
+    requests_before_drain: u64,
+    /// 503s before the force: the report counts the deadline's.
+    refused_before_force: u64,
+}
+
+impl Timeline {
+    /// Nothing has happened yet.
+    pub fn new(app: Arc<App>) -> Self {
+        let now = Instant::now();
+        Timeline {
+            app,
+            lame_duck_start: now,
+            drain_start: now,
+            drain_end: now,
+            hooks_fired: 0,
+            connections_at_drain: 0,
+            requests_before_drain: 0,
+            refused_before_force: 0,
+        }
+    }
+
+    /// Step 2: the first signal; `hooks_fired` hooks were fired.
+    pub fn lame_duck_begins(&mut self, hooks_fired: usize) {
+        self.app.shutdown.enter_lame_duck();
+        self.lame_duck_start = Instant::now();
+        self.hooks_fired = hooks_fired;
+    }
+
+    /// The hooks fired at step 2.
+    pub fn hooks_fired(&self) -> usize {
+        self.hooks_fired
+    }
+
+    /// Step 3: the listener closed with `conns` connections open.
+    pub fn drain_begins(&mut self, conns: usize) {
+        self.drain_start = Instant::now();
+        self.connections_at_drain = conns;
+        self.requests_before_drain = self.app.metrics.requests_total();
+    }
+
+    /// When the listener closed: the shutdown deadline counts from here.
+    pub fn drain_started_at(&self) -> Instant {
+        self.drain_start
+    }
+
+    /// Step 4 is over, whether it drained or not.
+    pub fn drain_ends(&mut self) {
+        self.drain_end = Instant::now();
+        self.refused_before_force = self.app.metrics.requests_with_status(503);
+    }
+
+    /// Step 6: the report.
+    pub fn report(&self, outcome: Outcome, tally: &Tally) -> ShutdownReport {
+        let metrics = &self.app.metrics;
+        ShutdownReport {
+            outcome,
+            lame_duck: self.drain_start - self.lame_duck_start,
+            drain: self.drain_end - self.drain_start,
+            force: if outcome == Outcome::Drained {
+                Duration::ZERO
+            } else {
+                self.drain_end.elapsed()
+            },
+            connections_at_drain: self.connections_at_drain,
+            connections_drained: tally.conns_finished,
+            connections_aborted: tally.conns_aborted,
+            requests_during_drain: metrics.requests_total() - self.requests_before_drain,
+            requests_refused_at_deadline: metrics.requests_with_status(503)
+                - self.refused_before_force,
+            streams_ended: metrics.streams_ended_by_shutdown.load(Relaxed),
+            workers_stopped: tally.workers_stopped,
+            workers_aborted: tally.workers_aborted,
+            hooks_fired: self.hooks_fired,
+        }
+    }
+}
+
+/// Counts how tasks ended, for the report.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub conns_finished: usize,
+    pub conns_aborted: usize,
+    pub workers_stopped: usize,
+    pub workers_aborted: usize,
+}
+
+impl Tally {
+    pub(crate) fn connection(&mut self, res: Result<(), JoinError>, app: &App) {
+        match res {
+            Err(e) if e.is_cancelled() => {
+                self.conns_aborted += 1;
+                app.metrics.connections_aborted.fetch_add(1, Relaxed);
+            }
+            res => self.conns_finished += usize::from(log_if_panicked(res)),
+        }
+    }
+
+    pub(crate) fn worker(&mut self, res: Result<&'static str, JoinError>) {
+        match res {
+            Ok(name) => {
+                info!(worker = name, "background worker stopped");
+                self.workers_stopped += 1;
+            }
+            Err(e) if e.is_cancelled() => self.workers_aborted += 1,
+            Err(e) => error!(error = %e, "background worker panicked"),
+        }
     }
 }

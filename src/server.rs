@@ -2,7 +2,7 @@
 //!
 //! [`Server::run`] is the whole life of the server, top to bottom:
 //!
-//! 1. **Running** — the accept loop ([`crate::accept_loop`]) accepts,
+//! 1. **Running** — the accept loop (`accept_loop`) accepts,
 //!    reaps finished connection tasks, and waits for the `shutdown` trigger.
 //! 2. **Lame duck** — `/healthz` fails, hooks fire, and the accept loop
 //!    keeps going for `drain_delay`.
@@ -10,7 +10,7 @@
 //!    finish, streams and background workers are cancelled.
 //! 4. **Drain** — wait (on events, not a poll loop) for every connection,
 //!    HTTP/2 stream, write and worker, until `shutdown_timeout`
-//!    ([`crate::drain`]).
+//!    (`drain`).
 //! 5. **Force** — on the deadline: roll back unfinished writes, answer what
 //!    has not started with 503, wait `force_grace`, then abort the rest. On
 //!    a second signal: abort at once.
@@ -22,27 +22,20 @@
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::accept::AcceptBackoff;
 use crate::accept_loop::Acceptor;
-use crate::connection::ConnectionConfig;
-use crate::drain::{Running, Tally};
-use crate::executor::StreamExecutor;
+use crate::app::App;
+use crate::cleaner;
+use crate::config::Config;
 use crate::hooks::{HookResult, ShutdownHooks};
 use crate::phase::Phase;
-use crate::report::{Outcome, ShutdownReport};
+use crate::report::{Outcome, ShutdownReport, Timeline};
 use crate::store::{MemoryStore, Store};
-use crate::{App, Config, cleaner};
 
 type Worker = Box<dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -116,172 +109,82 @@ impl Server {
             workers,
         } = self;
         let config = &app.config;
-
-        // Cancelled when the drain begins; every worker watches it.
-        let workers_cancel = CancellationToken::new();
-        let mut worker_set = JoinSet::new();
-        for (name, worker) in workers {
-            let fut = worker(workers_cancel.clone());
-            worker_set.spawn(async move {
-                fut.await;
-                name
-            });
-        }
-
-        // Cancelled only by a forced close: stops HTTP/2 stream tasks,
-        // which live outside their connection task.
-        let force_streams = CancellationToken::new();
-        let streams = TaskTracker::new();
-        let executor = StreamExecutor::new(streams.clone(), force_streams.clone());
-
-        let mut acceptor = Acceptor {
-            listener,
-            limiter: Arc::new(Semaphore::new(config.max_connections)),
-            backoff: AcceptBackoff::default(),
-            conns: JoinSet::new(),
-            graceful: GracefulShutdown::new(),
-            conn_config: Arc::new(ConnectionConfig::new(app.clone(), executor)),
-        };
         let mut force = pin!(force);
-        let addr = acceptor
-            .listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        info!(phase = Phase::Running.name(), addr = %addr, max_conns = config.max_connections, "shutdown phase");
+        let workers = start_workers(&app, workers);
+        let mut acceptor = Acceptor::new(listener, app.clone());
+        let mut timeline = Timeline::new(app.clone());
 
         // ── 1. Running ───────────────────────────────────────────────────
+        info!(phase = Phase::Running.name(), addr = %acceptor.local_addr(), max_conns = config.max_connections, "shutdown phase");
         acceptor.accept_until(shutdown).await;
 
         // ── 2. Lame duck ─────────────────────────────────────────────────
-        let lame_duck_start = Instant::now();
-        app.phase.set(Phase::LameDuck);
-        let hooks_fired = hooks.fire();
+        timeline.lame_duck_begins(hooks.fire());
         info!(
             phase = Phase::LameDuck.name(),
-            conns = acceptor.conns.len(),
+            conns = acceptor.connections(),
             drain_delay_ms = config.drain_delay.as_millis() as u64,
-            hooks = hooks_fired,
+            hooks = timeline.hooks_fired(),
             "shutdown phase"
         );
         let cut_short = acceptor
-            .accept_until(async {
-                tokio::select! {
-                    _ = tokio::time::sleep(config.drain_delay) => false,
-                    _ = &mut force => true,
-                }
-            })
+            .accept_until(lame_duck_over(config.drain_delay, &mut force))
             .await;
 
         // ── 3. Stop accepting ────────────────────────────────────────────
-        let Acceptor {
-            listener,
-            conns,
-            graceful,
-            ..
-        } = acceptor;
-        // Dropping the listener closes the socket: new connections are
-        // refused, and ones queued in the backlog are reset, rather than
-        // waiting for an accept that will never come.
-        drop(listener);
-        let drain_start = Instant::now();
-        let lame_duck = drain_start - lame_duck_start;
-        let connections_at_drain = conns.len();
-        let requests_at_drain = app.metrics.requests_total();
-        let mut running = Running {
-            conns,
-            workers: worker_set,
-            streams,
-            writes: app.writes.clone(),
-            tally: Tally::default(),
-        };
+        // The listener is closed: new connections are refused.
+        let (mut running, graceful) = acceptor.stop(workers);
+        timeline.drain_begins(running.conns.len());
 
+        // ── 4. Drain ─────────────────────────────────────────────────────
         let outcome = if cut_short {
             Outcome::ForcedBySignal
         } else {
-            app.phase.set(Phase::Draining);
-            // Event streams send their last event and end.
-            app.closing.cancel();
-            // Background workers stop at their next check.
-            workers_cancel.cancel();
-            // Every watched connection: idle HTTP/1 closes now, in-flight
-            // HTTP/1 answers with `Connection: close`, HTTP/2 gets GOAWAY.
-            let told = graceful.shutdown();
+            let told = app.shutdown.begin_drain(graceful);
             info!(
                 phase = Phase::Draining.name(),
-                conns = connections_at_drain,
+                conns = running.conns.len(),
                 timeout_ms = config.shutdown_timeout.as_millis() as u64,
                 "shutdown phase"
             );
-
-            // ── 4. Drain ─────────────────────────────────────────────────
-            let deadline = drain_start + config.shutdown_timeout;
+            let deadline = timeline.drain_started_at() + config.shutdown_timeout;
             running.drain(told, deadline, &mut force).await
         };
-        let drain = drain_start.elapsed();
 
         // ── 5. Force ─────────────────────────────────────────────────────
-        let force_start = Instant::now();
-        let refused_before = app.metrics.requests_with_status(503);
+        timeline.drain_ends();
         if outcome != Outcome::Drained {
-            app.phase.set(Phase::Forcing);
-            info!(
-                phase = Phase::Forcing.name(),
-                reason = outcome.name(),
-                conns = running.conns.len(),
-                "shutdown phase"
-            );
-            // Writes still in progress roll back instead of committing: a
-            // forced exit must not leave a write half done.
-            app.abandon_writes.cancel();
-            if outcome == Outcome::ForcedByDeadline {
-                let grace_end = Instant::now() + config.force_grace;
-                // Let the writes finish rolling back first, so that the
-                // 503 their clients get below is true: not stored.
-                let forced = running.wait_for_writes(grace_end, &mut force).await;
-                // Be polite where it costs nothing: handlers that have not
-                // answered yet answer 503 + Retry-After now; give those
-                // answers `force_grace` to be written. A second signal
-                // skips the wait.
-                app.past_deadline.cancel();
-                if !forced {
-                    running.wait_for_conns(grace_end, &mut force).await;
-                }
-            }
-            // Close semantics: stop everything that is still running.
-            app.closing.cancel();
-            workers_cancel.cancel();
-            force_streams.cancel();
-            running.abort_all(&app).await;
+            running.force(&app, outcome, &mut force).await;
         }
-        let force = if outcome == Outcome::Drained {
-            Duration::ZERO
-        } else {
-            force_start.elapsed()
-        };
 
         // ── 6. Report ────────────────────────────────────────────────────
-        app.phase.set(Phase::Stopped);
-        let report = ShutdownReport {
-            outcome,
-            lame_duck,
-            drain,
-            force,
-            connections_at_drain,
-            connections_drained: running.tally.conns_finished,
-            connections_aborted: running.tally.conns_aborted,
-            requests_during_drain: app.metrics.requests_total() - requests_at_drain,
-            requests_refused_at_deadline: app.metrics.requests_with_status(503) - refused_before,
-            streams_ended: app
-                .metrics
-                .streams_ended_by_shutdown
-                .load(std::sync::atomic::Ordering::Relaxed),
-            workers_stopped: running.tally.workers_stopped,
-            workers_aborted: running.tally.workers_aborted,
-            hooks_fired,
-        };
+        app.shutdown.stopped();
+        let report = timeline.report(outcome, &running.tally);
         report.log();
         report
+    }
+}
+
+/// Starts the background workers. Each gets the shutdown's worker token,
+/// cancelled when the drain begins, and returns its name when it stops.
+fn start_workers(app: &App, workers: Vec<(&'static str, Worker)>) -> JoinSet<&'static str> {
+    let mut set = JoinSet::new();
+    for (name, worker) in workers {
+        let fut = worker(app.shutdown.worker_token());
+        set.spawn(async move {
+            fut.await;
+            name
+        });
+    }
+    set
+}
+
+/// The end of the lame-duck phase: `false` once `delay` has passed, `true`
+/// if a second signal came first.
+async fn lame_duck_over(delay: std::time::Duration, force: impl Future<Output = ()>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = force => true,
     }
 }
 

@@ -55,7 +55,9 @@ async fn an_in_flight_h2c_stream_completes_and_its_connection_gets_goaway() {
 
     server.shutdown();
     server
-        .wait_until(STOP, "draining", |app| app.phase.get() == Phase::Draining)
+        .wait_until(STOP, "draining", |app| {
+            app.shutdown.phase() == Phase::Draining
+        })
         .await;
     let res = pending.await.expect("the in-flight stream is answered");
     assert_eq!(res.status(), 200);

@@ -64,7 +64,9 @@ async fn healthz_flips_to_503_during_the_drain_delay_while_requests_are_served()
 
     server.shutdown();
     server
-        .wait_until(STOP, "lame duck", |app| app.phase.get() == Phase::LameDuck)
+        .wait_until(STOP, "lame duck", |app| {
+            app.shutdown.phase() == Phase::LameDuck
+        })
         .await;
     let health = get(server.addr, "/healthz").await;
     assert_eq!(
@@ -101,7 +103,9 @@ async fn new_connections_are_refused_after_the_drain_delay() {
 
     server.shutdown();
     server
-        .wait_until(STOP, "draining", |app| app.phase.get() == Phase::Draining)
+        .wait_until(STOP, "draining", |app| {
+            app.shutdown.phase() == Phase::Draining
+        })
         .await;
     let err = tokio::net::TcpStream::connect(server.addr)
         .await
@@ -225,7 +229,9 @@ async fn a_second_trigger_forces_the_close_at_once() {
 
     server.shutdown();
     server
-        .wait_until(STOP, "draining", |app| app.phase.get() == Phase::Draining)
+        .wait_until(STOP, "draining", |app| {
+            app.shutdown.phase() == Phase::Draining
+        })
         .await;
     let started = std::time::Instant::now();
     server.force();
@@ -309,38 +315,55 @@ async fn the_cleaner_stops_when_the_drain_begins() {
     );
 }
 
-/// Step 2: on-shutdown hooks fire once each at the first trigger — not
-/// again at the second, and a failing or panicking hook does not stop the
-/// others or the shutdown.
+/// Step 2: on-shutdown hooks run once each, in order, at the first
+/// trigger — not again at the second — and a panicking or failing hook
+/// does not stop the hooks after it, or the shutdown.
 #[tokio::test]
 async fn hooks_run_exactly_once() {
-    let calls = Arc::new(AtomicUsize::new(0));
+    let runs = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut server = Server::new(lameduck::Config {
         drain_delay: Duration::from_millis(300),
         ..test_config()
     });
+    // Registered first, so that the hooks after it prove it was contained.
+    let panicked = runs.clone();
+    server.on_shutdown("panicking", move || {
+        panicked.fetch_add(1, Relaxed);
+        panic!("hook panic")
+    });
+    let failed = runs.clone();
+    server.on_shutdown("failing", move || {
+        failed.fetch_add(1, Relaxed);
+        Err("the hub is gone".into())
+    });
     for name in ["first", "second"] {
-        let (calls, tx) = (calls.clone(), tx.clone());
+        let (runs, tx) = (runs.clone(), tx.clone());
         server.on_shutdown(name, move || {
-            calls.fetch_add(1, Relaxed);
+            runs.fetch_add(1, Relaxed);
             let _ = tx.send(name);
             Ok(())
         });
     }
-    server.on_shutdown("failing", || Err("the hub is gone".into()));
-    server.on_shutdown("panicking", || panic!("hook panic"));
     let server = TestServer::start_server(server).await;
 
     server.shutdown();
-    let mut fired = vec![rx.recv().await.unwrap(), rx.recv().await.unwrap()];
-    fired.sort();
-    assert_eq!(fired, ["first", "second"]);
+    // Bounded: if a panic stopped the hooks after it, nothing would come.
+    let mut fired = Vec::new();
+    for _ in 0..2 {
+        let name = tokio::time::timeout(STOP, rx.recv()).await;
+        fired.push(name.expect("a hook after the panicking one ran").unwrap());
+    }
+    assert_eq!(
+        fired,
+        ["first", "second"],
+        "the hooks after the panic ran, in order"
+    );
     server.force(); // a second trigger must not fire them again
     let report = server.report_within(STOP).await;
     assert_eq!(report.hooks_fired, 4);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(calls.load(Relaxed), 2);
+    assert_eq!(runs.load(Relaxed), 4, "each hook ran exactly once");
     assert!(rx.try_recv().is_err());
 }
 

@@ -348,7 +348,7 @@ async fn a_second_signal_mid_write_rolls_back() {
     server.shutdown();
     server
         .wait_until(Duration::from_secs(5), "draining", |app| {
-            app.closing.is_cancelled()
+            app.shutdown.is_draining()
         })
         .await;
     server.force();

@@ -3,7 +3,7 @@
 //!
 //! The input is decoded with [`arbitrary`] into up to [`MAX_CALLS`]
 //! [`Call`]s. Each call is one HTTP/1.1 request on its own in-memory
-//! connection, served by the real [`connection::serve`] and service over a
+//! connection, served by the real `connection::serve` and service over a
 //! [`MemoryStore`]. The model is a map of the items the server has
 //! acknowledged (201) and not yet deleted (204); the checks are:
 //!
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{WireResponse, fuzz_config, parse_responses, run_paused};
-use crate::App;
+use crate::app::App;
 use crate::connection::{self, ConnectionConfig};
 use crate::executor::StreamExecutor;
 use crate::store::MemoryStore;

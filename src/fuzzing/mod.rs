@@ -8,7 +8,7 @@
 //!
 //! | target | drives | invariants |
 //! |---|---|---|
-//! | [`http1_connection`] | [`connection::serve`] over a [`MockIo`] | no panic; the connection ends; the output is a sequence of HTTP/1.1 responses; after the shutdown signal every response says `Connection: close` |
+//! | [`http1_connection`] | `connection::serve` over a [`MockIo`] | no panic; the connection ends; the output is a sequence of HTTP/1.1 responses; after the shutdown signal every response says `Connection: close` |
 //! | [`h2_connection`] | the same, with the HTTP/2 preface sent first | no panic; the connection and its streams end; the output is whole frames starting with SETTINGS; after the shutdown signal a GOAWAY is sent |
 //! | [`api_requests`] | create/list/get/delete calls from [`arbitrary`] input | every status is documented, every JSON body parses, every acknowledged create is in the next list |
 //!
@@ -34,11 +34,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::App;
+use crate::config::Config;
 use crate::connection::{self, ConnectionConfig};
 use crate::executor::StreamExecutor;
-use crate::phase::Phase;
 use crate::store::MemoryStore;
-use crate::{App, Config};
 
 pub use api::api_requests;
 pub use h2_wire::{WireFrame, parse_frames};
@@ -161,9 +161,8 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         // between two polls of the connection, so that the connection
         // learns of it on its very next poll (the watcher checks first) and
         // everything written from then on was written knowing it. It does,
-        // for this one connection, what the server's drain does for all of
-        // them, in the same order: phase first (a connection still sniffing
-        // reads it), then the `closing` token, then the graceful signal.
+        // for this one connection what the server's drain does for all of
+        // them, through the same call (`ShutdownState::begin_drain`).
         let io = MockIo::new(client, script, shared.clone());
         let mut conn = std::pin::pin!(connection::serve(io, Instant::now(), cfg, watcher, None));
         let mut graceful = Some(graceful);
@@ -173,12 +172,11 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
                 && let Some(graceful) = graceful.take()
             {
                 wire.shutdown_at = Some(wire.output.len());
-                app.phase.set(Phase::LameDuck);
-                app.phase.set(Phase::Draining);
-                app.closing.cancel();
-                // Polling `shutdown()` once is what sends the signal;
-                // the rest of it (waiting for the watchers) is spawned.
-                let mut signal = Box::pin(graceful.shutdown());
+                app.shutdown.enter_lame_duck();
+                // Polling the drain's future once is what sends the
+                // signal; the rest of it (waiting for the watchers) is
+                // spawned.
+                let mut signal = Box::pin(app.shutdown.begin_drain(graceful));
                 let _ = signal
                     .as_mut()
                     .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));

@@ -6,12 +6,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::respond::{self, Body};
-use crate::App;
+use crate::app::App;
 
 /// Readiness: 200 `ok` while running, 503 `shutting down` from the first
 /// signal on, so load balancers stop routing here while we still serve.
 pub fn healthz(app: &App) -> Response<Body> {
-    if app.phase.is_shutting_down() {
+    if app.shutdown.is_shutting_down() {
         respond::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         respond::text(StatusCode::OK, "ok\n")
@@ -26,7 +26,7 @@ pub fn livez() -> Response<Body> {
 
 /// Prometheus text.
 pub fn metrics(app: &App) -> Response<Body> {
-    let page = app.metrics.render(&app.phase);
+    let page = app.metrics.render(app.shutdown.phase());
     let mut res = Response::new(Either::Left(Full::new(Bytes::from(page))));
     res.headers_mut().insert(
         header::CONTENT_TYPE,

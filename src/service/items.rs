@@ -14,11 +14,11 @@
 //! client leaving (or its request timing out) must not decide whether the
 //! item exists: the client may have given up a millisecond before the
 //! commit, or it may retry and expect to find it. So the write runs as a
-//! task of its own in [`App::writes`], the handler only waits for its
-//! result, and dropping the handler drops that wait, not the write. The
-//! drain waits for the tracked writes within the shutdown deadline. The only
-//! thing that stops a write is a forced shutdown ([`App::abandon_writes`]),
-//! and then it rolls back: the item is either wholly there or not at all.
+//! task of its own, tracked by the shutdown state, the handler only waits
+//! for its result, and dropping the handler drops that wait, not the
+//! write. The drain waits for the tracked writes within the shutdown
+//! deadline. The only thing that stops a write is a forced shutdown, and
+//! then it rolls back: the item is either wholly there or not at all.
 
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::query;
 use super::request_token;
 use super::respond::{self, Body};
-use crate::App;
+use crate::app::App;
 use crate::store::{NewItem, Page, StoreError};
 
 /// Longest accepted item name, in characters.
@@ -158,12 +158,15 @@ pub async fn delete(app: Arc<App>, id: u64) -> Response<Body> {
 /// time", small enough that `now + ttl` fits the database's integers.
 pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
 
-/// Starts a write as a task of its own in [`App::writes`] and returns the
-/// wait for its result. Dropping the returned future (the client left, the
-/// request timed out) does not stop the write; see the module docs.
+/// Starts a write as a task of its own ([`ShutdownState::spawn_write`])
+/// and returns the wait for its result. Dropping the returned future (the
+/// client left, the request timed out) does not stop the write; see the
+/// module docs.
 ///
-/// The write gets [`App::abandon_writes`], never a request token: only a
-/// forced shutdown makes it roll back.
+/// The write gets the shutdown's abandon token, never a request token:
+/// only a forced shutdown makes it roll back.
+///
+/// [`ShutdownState::spawn_write`]: crate::shutdown_state::ShutdownState::spawn_write
 fn tracked_write<T, F, Fut>(
     app: &Arc<App>,
     write: F,
@@ -173,17 +176,18 @@ where
     F: FnOnce(Arc<App>, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
 {
-    let abandon = app.abandon_writes.clone();
-    let work = write(app.clone(), abandon);
-    let app = app.clone();
-    let task = app.clone().writes.spawn(async move {
-        let res = work.await;
-        // Counted after the commit: the drain began before this write
-        // finished, and waited for it.
-        if res.is_ok() && app.closing.is_cancelled() {
-            app.metrics.writes_during_drain.fetch_add(1, Relaxed);
+    let task = app.shutdown.spawn_write(|abandon| {
+        let work = write(app.clone(), abandon);
+        let app = app.clone();
+        async move {
+            let res = work.await;
+            // Counted after the commit: the drain began before this write
+            // finished, and waited for it.
+            if res.is_ok() && app.shutdown.is_draining() {
+                app.metrics.writes_during_drain.fetch_add(1, Relaxed);
+            }
+            res
         }
-        res
     });
     async move {
         task.await
@@ -266,8 +270,6 @@ async fn read_body(
 
 fn store_error(e: StoreError) -> Response<Body> {
     match e {
-        // Only reachable if the client is gone; the answer goes nowhere,
-        // but it must still be a well-formed one.
         // A read: only reachable if the client is gone; the answer goes
         // nowhere, but it must still be a well-formed one. A write: the
         // shutdown was forced and the transaction rolled back.

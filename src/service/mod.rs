@@ -25,6 +25,7 @@
 //! watches. See `slow.rs` for the pattern and [`crate::store`] for the token
 //! reaching the store.
 
+mod event_stream;
 mod health;
 mod items;
 mod query;
@@ -48,9 +49,8 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::error;
 
-use crate::App;
+use crate::app::App;
 pub use respond::Body;
-pub use stream::EventStream;
 
 /// What `call` returns: ready at once for instant routes, boxed for the rest.
 pub type ResponseFuture = Either<
@@ -136,7 +136,7 @@ fn work(
 ///   same deadline and answer 408 themselves if the body was what they were
 ///   waiting for; this timer is set a few milliseconds later so that their
 ///   more precise answer wins.
-/// * **Shutdown deadline**: when `past_deadline` fires, a handler that has
+/// * **Shutdown deadline**: when the deadline passes, a handler that has
 ///   not answered yet is dropped and the client gets 503 + `Retry-After` +
 ///   `Connection: close`, instead of a reset when the connection is aborted.
 /// * **In-flight gauge**: counted while the handler runs, however it ends.
@@ -147,6 +147,9 @@ async fn guarded(
 ) -> Response<Body> {
     let _in_flight = InFlight::enter(&app);
     let res = tokio::select! {
+        // The handler first: an answer that is ready wins over a timeout
+        // or the deadline that fires in the same poll, so a request that
+        // was served is never reported as refused.
         biased;
         res = AssertUnwindSafe(handler).catch_unwind() => res.unwrap_or_else(|panic| {
             let what = panic
@@ -160,7 +163,7 @@ async fn guarded(
         _ = tokio::time::sleep_until(deadline + TIMEOUT_MARGIN) => {
             respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
         }
-        _ = app.past_deadline.cancelled() => respond::retry_elsewhere("server shut down before answering"),
+        _ = app.shutdown.past_deadline() => respond::retry_elsewhere("server shut down before answering"),
     };
     app.metrics.record_status(res.status().as_u16());
     res

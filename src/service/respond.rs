@@ -6,7 +6,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use super::stream::EventStream;
+use super::event_stream::EventStream;
 
 /// The response body: a whole buffer, or an event stream. An enum rather
 /// than a `Box<dyn Body>` so that an ordinary response costs no extra

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::query;
 use super::request_token;
 use super::respond::{self, Body};
-use crate::App;
+use crate::app::App;
 
 /// Longest simulated work accepted.
 pub const MAX_MS: u64 = 60_000;

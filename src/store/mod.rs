@@ -7,7 +7,7 @@
 //! future. Work handed elsewhere (a blocking thread, a database driver, a
 //! spawned task) keeps running after the drop unless something tells it to
 //! stop. The token is that something: the handler cancels it when the
-//! request goes away (see [`crate::service`]), and the store checks it.
+//! request goes away (see `service`), and the store checks it.
 //!
 //! Reads and writes read the token differently, on purpose:
 //!
@@ -17,7 +17,7 @@
 //! * a **write** ignores its future being dropped and runs to commit; its
 //!   token means "roll back instead of committing". The handler gives it
 //!   the server's `abandon_writes` token, cancelled only when the shutdown
-//!   is forced, not the request's (see [`crate::service`]'s items handler).
+//!   is forced, not the request's (see `service`'s items handler).
 //!
 //! Two implementations:
 //!

@@ -1,0 +1,202 @@
+//! [`ShutdownState`]: the phase and the tokens of the shutdown, with one
+//! owner.
+//!
+//! Every part of the server asks the same few questions: has the first
+//! signal come (`/healthz`), has the drain begun (the connection code, the
+//! event streams, the write counter), has the deadline passed (every
+//! waiting handler)? And the server's `run` is the one that moves the
+//! answers forward. This type holds the answers privately and names both
+//! sides: the questions are methods anyone may call, the transitions are
+//! `pub(crate)` and called only by [`crate::server`], `drain` and
+//! the fuzz harness, which re-enacts one connection's drain.
+//!
+//! The order of the drain is written down once, in
+//! `ShutdownState::begin_drain`.
+//!
+//! | token | cancelled when | who watches it |
+//! |---|---|---|
+//! | `closing` | the drain begins (and again at a forced close) | event streams end with a last event; background workers stop; writes that finish after it are counted as drained |
+//! | `past_deadline` | the shutdown deadline passes | waiting handlers answer `503` + `Retry-After` instead of being cut |
+//! | `abandon_writes` | the shutdown is forced, and only then | a write still in progress rolls back instead of committing |
+//! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task |
+
+use std::future::Future;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
+
+use crate::phase::{Phase, PhaseCell};
+
+/// The shutdown's shared state. One per server, inside its `App`.
+#[derive(Debug)]
+pub struct ShutdownState {
+    /// The article's `shuttingDown` atomic: read on every `/healthz`, so a
+    /// single relaxed load, never a lock.
+    phase: PhaseCell,
+    /// The same phase for whoever wants to *wait* for a change (the
+    /// binary's service-manager notifications). Written only on a
+    /// transition, so it costs the request path nothing.
+    phase_changes: watch::Sender<Phase>,
+    /// The article's `closing` channel; see the module table.
+    closing: CancellationToken,
+    /// See the module table.
+    past_deadline: CancellationToken,
+    /// See the module table.
+    abandon_writes: CancellationToken,
+    /// See the module table.
+    abort_streams: CancellationToken,
+    /// Writes in progress, each a task of its own rather than part of its
+    /// request: a client that leaves mid-write drops its handler, not the
+    /// write. The drain waits for these like it waits for connections.
+    writes: TaskTracker,
+}
+
+impl Default for ShutdownState {
+    fn default() -> Self {
+        ShutdownState {
+            phase: PhaseCell::default(),
+            phase_changes: watch::Sender::new(Phase::Running),
+            closing: CancellationToken::new(),
+            past_deadline: CancellationToken::new(),
+            abandon_writes: CancellationToken::new(),
+            abort_streams: CancellationToken::new(),
+            writes: TaskTracker::new(),
+        }
+    }
+}
+
+// ── The questions ────────────────────────────────────────────────────────
+impl ShutdownState {
+    /// The phase now.
+    pub fn phase(&self) -> Phase {
+        self.phase.get()
+    }
+
+    /// True from the first signal on: what `/healthz` asks.
+    pub fn is_shutting_down(&self) -> bool {
+        self.phase() != Phase::Running
+    }
+
+    /// True once the drain has begun: the listener is closed and every
+    /// connection has been told to finish.
+    pub fn is_draining(&self) -> bool {
+        self.phase() >= Phase::Draining
+    }
+
+    /// True once the shutdown deadline has passed.
+    pub fn is_past_deadline(&self) -> bool {
+        self.past_deadline.is_cancelled()
+    }
+
+    /// Resolves when the drain begins. For `select!`.
+    pub fn closing(&self) -> WaitForCancellationFuture<'_> {
+        self.closing.cancelled()
+    }
+
+    /// Resolves when the shutdown deadline passes. For `select!`.
+    pub fn past_deadline(&self) -> WaitForCancellationFuture<'_> {
+        self.past_deadline.cancelled()
+    }
+
+    /// Every phase change from now on, for those that wait for one.
+    pub fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.phase_changes.subscribe()
+    }
+
+    /// Starts a write as a tracked task of its own and returns its handle.
+    /// The write gets the `abandon_writes` token, never a request token:
+    /// only a forced shutdown makes it roll back.
+    pub fn spawn_write<F, Fut>(&self, write: F) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.writes.spawn(write(self.abandon_writes.clone()))
+    }
+
+    /// The token a background worker watches: it is `closing`, because a
+    /// worker stops when the drain begins.
+    pub(crate) fn worker_token(&self) -> CancellationToken {
+        self.closing.clone()
+    }
+
+    /// The token event streams end on (owned, so a body can hold it).
+    pub(crate) fn closing_token(&self) -> CancellationToken {
+        self.closing.clone()
+    }
+
+    /// The token HTTP/2 stream tasks race against.
+    pub(crate) fn abort_streams_token(&self) -> CancellationToken {
+        self.abort_streams.clone()
+    }
+
+    /// The writes in progress, for the drain to wait on.
+    pub(crate) fn writes(&self) -> &TaskTracker {
+        &self.writes
+    }
+}
+
+// ── The transitions, in the order `Server::run` makes them ──────────────
+impl ShutdownState {
+    /// The first signal: `/healthz` fails from now on.
+    pub(crate) fn enter_lame_duck(&self) {
+        self.set(Phase::LameDuck);
+    }
+
+    /// The drain begins. The order matters:
+    ///
+    /// 1. the phase, first, because a connection still reading its first
+    ///    bytes checks it to decide whether to serve one request and close;
+    /// 2. `closing`: event streams send their last event, background
+    ///    workers stop at their next check;
+    /// 3. the graceful signal to every watched connection: idle HTTP/1
+    ///    closes, in-flight HTTP/1 answers with `Connection: close`,
+    ///    HTTP/2 gets GOAWAY.
+    ///
+    /// The signal is sent when the returned future is first polled; it
+    /// then resolves when the last watched connection is gone.
+    pub(crate) fn begin_drain(
+        &self,
+        graceful: GracefulShutdown,
+    ) -> impl Future<Output = ()> + use<> {
+        self.set(Phase::Draining);
+        self.closing.cancel();
+        graceful.shutdown()
+    }
+
+    /// The shutdown is forced (deadline or second signal): writes still in
+    /// progress roll back instead of committing, so a forced exit never
+    /// leaves a write half done.
+    pub(crate) fn begin_force(&self) {
+        self.set(Phase::Forcing);
+        self.abandon_writes.cancel();
+    }
+
+    /// The deadline: handlers that have not answered yet answer `503` +
+    /// `Retry-After` now.
+    pub(crate) fn refuse_unanswered(&self) {
+        self.past_deadline.cancel();
+    }
+
+    /// Go's `Close`: everything still running is stopped. `closing` again,
+    /// because a second signal during the lame-duck phase skips the drain.
+    pub(crate) fn abort_everything(&self) {
+        self.closing.cancel();
+        self.abort_streams.cancel();
+    }
+
+    /// `run` has returned.
+    pub(crate) fn stopped(&self) {
+        self.set(Phase::Stopped);
+    }
+
+    fn set(&self, phase: Phase) {
+        if self.phase.advance(phase) {
+            self.phase_changes.send_replace(phase);
+        }
+    }
+}
