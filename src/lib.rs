@@ -89,6 +89,6 @@ pub use config::Config;
 pub use hooks::HookResult;
 pub use metrics::Metrics;
 pub use phase::Phase;
-pub use report::{Outcome, ShutdownReport};
+pub use report::{Outcome, ShutdownReport, Stop};
 pub use server::Server;
 pub use shutdown_state::ShutdownState;

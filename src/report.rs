@@ -34,9 +34,44 @@ impl Outcome {
     }
 }
 
+/// Why the server stopped: what the `shutdown` trigger of
+/// [`crate::Server::run`] resolved to. A trigger that resolves to `()`
+/// means [`Stop::Signal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM or SIGINT (or a test's token): the whole shutdown, with its
+    /// lame-duck phase so that load balancers can catch up.
+    Signal,
+    /// A new process serves the same listening socket and has said it is
+    /// ready: nothing needs to be steered away, so the lame-duck phase is
+    /// skipped and the drain begins at once.
+    Upgrade {
+        /// The process that took over.
+        new_pid: u32,
+    },
+}
+
+impl From<()> for Stop {
+    fn from((): ()) -> Self {
+        Stop::Signal
+    }
+}
+
+impl Stop {
+    /// The name used in the log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stop::Signal => "signal",
+            Stop::Upgrade { .. } => "upgrade",
+        }
+    }
+}
+
 /// The shutdown report. Returned by [`crate::Server::run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
+    /// What started it.
+    pub cause: Stop,
     /// How it ended; decides the exit code.
     pub outcome: Outcome,
     /// Time from the first signal until the listener closed (the
@@ -83,7 +118,13 @@ impl ShutdownReport {
 
     /// Logs the report as one structured line.
     pub fn log(&self) {
+        let new_pid = match self.cause {
+            Stop::Upgrade { new_pid } => Some(new_pid),
+            Stop::Signal => None,
+        };
         info!(
+            cause = self.cause.name(),
+            new_pid,
             outcome = self.outcome.name(),
             lame_duck_ms = self.lame_duck.as_millis() as u64,
             drain_ms = self.drain.as_millis() as u64,
@@ -168,9 +209,10 @@ impl Timeline {
     }
 
     /// Step 6: the report.
-    pub fn report(&self, outcome: Outcome, tally: &Tally) -> ShutdownReport {
+    pub fn report(&self, cause: Stop, outcome: Outcome, tally: &Tally) -> ShutdownReport {
         let metrics = &self.app.metrics;
         ShutdownReport {
+            cause,
             outcome,
             lame_duck: self.drain_start - self.lame_duck_start,
             drain: self.drain_end - self.drain_start,

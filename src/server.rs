@@ -22,6 +22,7 @@
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -34,7 +35,7 @@ use crate::cleaner;
 use crate::config::Config;
 use crate::hooks::{HookResult, ShutdownHooks};
 use crate::phase::Phase;
-use crate::report::{Outcome, ShutdownReport, Timeline};
+use crate::report::{Outcome, ShutdownReport, Stop, Timeline};
 use crate::store::{MemoryStore, Store};
 
 type Worker = Box<dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -96,11 +97,13 @@ impl Server {
     }
 
     /// Serves `listener` until `shutdown` resolves, then drains; `force`
-    /// (at any time after `shutdown`) cuts the drain short.
-    pub async fn run(
+    /// (at any time after `shutdown`) cuts the drain short. What `shutdown`
+    /// resolves to says why ([`Stop`]; `()` is a signal): after an upgrade
+    /// there is no lame-duck phase.
+    pub async fn run<S: Into<Stop>>(
         self,
         listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
+        shutdown: impl Future<Output = S>,
         force: impl Future<Output = ()>,
     ) -> ShutdownReport {
         let Server {
@@ -116,19 +119,26 @@ impl Server {
 
         // ── 1. Running ───────────────────────────────────────────────────
         info!(phase = Phase::Running.name(), addr = %acceptor.local_addr(), max_conns = config.max_connections, "shutdown phase");
-        acceptor.accept_until(shutdown).await;
+        let cause: Stop = acceptor.accept_until(shutdown).await.into();
 
         // ── 2. Lame duck ─────────────────────────────────────────────────
+        // After an upgrade the new process already serves the same socket,
+        // so there is nobody to steer away: no delay.
+        let drain_delay = match cause {
+            Stop::Signal => config.drain_delay,
+            Stop::Upgrade { .. } => Duration::ZERO,
+        };
         timeline.lame_duck_begins(hooks.fire());
         info!(
             phase = Phase::LameDuck.name(),
+            cause = cause.name(),
             conns = acceptor.connections(),
-            drain_delay_ms = config.drain_delay.as_millis() as u64,
+            drain_delay_ms = drain_delay.as_millis() as u64,
             hooks = timeline.hooks_fired(),
             "shutdown phase"
         );
         let cut_short = acceptor
-            .accept_until(lame_duck_over(config.drain_delay, &mut force))
+            .accept_until(lame_duck_over(drain_delay, &mut force))
             .await;
 
         // ── 3. Stop accepting ────────────────────────────────────────────
@@ -159,7 +169,7 @@ impl Server {
 
         // ── 6. Report ────────────────────────────────────────────────────
         app.shutdown.stopped();
-        let report = timeline.report(outcome, &running.tally);
+        let report = timeline.report(cause, outcome, &running.tally);
         report.log();
         report
     }
@@ -181,7 +191,7 @@ fn start_workers(app: &App, workers: Vec<(&'static str, Worker)>) -> JoinSet<&'s
 
 /// The end of the lame-duck phase: `false` once `delay` has passed, `true`
 /// if a second signal came first.
-async fn lame_duck_over(delay: std::time::Duration, force: impl Future<Output = ()>) -> bool {
+async fn lame_duck_over(delay: Duration, force: impl Future<Output = ()>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(delay) => false,
         _ = force => true,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use lameduck::{Outcome, Phase, Server};
+use lameduck::{Outcome, Phase, Server, Stop};
 use support::http::{self, get};
 use support::{TestServer, test_config};
 
@@ -422,4 +422,32 @@ async fn a_restarted_server_can_bind_its_port_while_old_connections_linger() {
     let again =
         lameduck::listener::bind(addr, 16).expect("rebinding the port right after a shutdown");
     assert_eq!(again.local_addr().unwrap(), addr);
+}
+
+/// A stop caused by an upgrade skips the lame-duck phase — the new process
+/// already serves the same socket, so there is no balancer to wait for —
+/// and the report names the cause and the new process.
+#[tokio::test]
+async fn an_upgrade_stop_skips_the_drain_delay_and_is_named_in_the_report() {
+    let server = Server::new(lameduck::Config {
+        drain_delay: Duration::from_secs(30),
+        ..test_config()
+    });
+    let listener = lameduck::listener::bind(test_config().addr, 16).expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Stop>();
+    let run = tokio::spawn(server.run(
+        listener,
+        async move { rx.await.unwrap() },
+        std::future::pending(),
+    ));
+    assert_eq!(get(addr, "/healthz").await.status, 200);
+    tx.send(Stop::Upgrade { new_pid: 4242 }).unwrap();
+    let report = tokio::time::timeout(STOP, run)
+        .await
+        .expect("no 30 s drain delay after an upgrade")
+        .unwrap();
+    assert_eq!(report.cause, Stop::Upgrade { new_pid: 4242 });
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert!(report.lame_duck < Duration::from_secs(5), "{report:?}");
 }
