@@ -47,6 +47,8 @@
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
 //! - [`fuzzing`]: the fuzz targets' entry points, also replayed by `cargo test`.
+//! - [`testing`]: the HTTP/1 response reader the tests, the fuzz checker and
+//!   the bench share.
 
 pub mod accept;
 pub mod accept_loop;
@@ -68,6 +70,7 @@ pub mod server;
 pub mod service;
 pub mod signals;
 pub mod store;
+pub mod testing;
 pub mod write_timeout;
 
 pub use app::App;
