@@ -9,12 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lameduck::testing::http1::ResponseReader;
 use rusqlite::Connection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use super::http;
 
 /// A database path in a fresh directory under the system temp dir; the
 /// directory (with the `-wal` and `-shm` files) is removed on drop.
@@ -143,34 +146,21 @@ pub async fn try_request(addr: SocketAddr, method: &str, path: &str, body: &str)
     let exchange = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body.as_bytes()).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await?;
-        std::io::Result::Ok(buf)
+        let mut reader = ResponseReader::new();
+        loop {
+            match reader
+                .read_response(&mut stream, http::method(method))
+                .await?
+            {
+                Some(res) if res.is_interim() => continue,
+                res => return std::io::Result::Ok(res),
+            }
+        }
     };
     match tokio::time::timeout(Duration::from_secs(20), exchange).await {
-        Ok(Ok(buf)) => parse(&buf).unwrap_or(Answer::Cut),
+        Ok(Ok(Some(res))) if res.complete => Answer::Status(res.status, res.text()),
         _ => Answer::Cut,
     }
-}
-
-/// A whole `Connection: close` response, or `None` if it is cut short.
-fn parse(buf: &[u8]) -> Option<Answer> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut res = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head) = res.parse(buf).ok()? else {
-        return None;
-    };
-    let len = res
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-        .unwrap_or(0);
-    let body = buf.get(head..head + len)?;
-    Some(Answer::Status(
-        res.code?,
-        String::from_utf8_lossy(body).into_owned(),
-    ))
 }
 
 /// The id in a `201` body.
