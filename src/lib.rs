@@ -46,9 +46,12 @@
 //! - [`cleaner`]: the background worker (`runCleaner`).
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
-//! - [`fuzzing`]: the fuzz targets' entry points, also replayed by `cargo test`.
-//! - [`testing`]: the HTTP/1 response reader the tests, the fuzz checker and
+//! - `fuzzing`: the fuzz targets' entry points, also replayed by `cargo test`.
+//! - `testing`: the HTTP/1 response reader the tests, the fuzz checker and
 //!   the bench share.
+//!
+//! The last two are the test harness, built only with the `test-harness`
+//! feature (`cargo test`, `cargo bench` and the fuzz crate turn it on).
 
 pub mod accept;
 pub mod accept_loop;
@@ -59,6 +62,7 @@ pub mod config;
 pub mod connection;
 pub mod drain;
 pub mod executor;
+#[cfg(feature = "test-harness")]
 pub mod fuzzing;
 pub mod head_timer;
 pub mod hooks;
@@ -70,6 +74,7 @@ pub mod server;
 pub mod service;
 pub mod signals;
 pub mod store;
+#[cfg(feature = "test-harness")]
 pub mod testing;
 pub mod write_timeout;
 
