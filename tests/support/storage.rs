@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lameduck::store::{SqliteStore, StepHook};
 use lameduck::testing::http1::ResponseReader;
 use rusqlite::Connection;
 use tokio::io::AsyncWriteExt;
@@ -52,6 +53,42 @@ impl Drop for TempDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// How many writes a [`hold_writes_open`] store has held so far.
+#[derive(Debug, Clone, Default)]
+pub struct WriteHold(Arc<AtomicU64>);
+
+impl WriteHold {
+    /// Writes that have reached the hold (tests wait for this).
+    pub fn writes_held(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// `store`, with every create held half done — the item row inserted, its
+/// event not yet, the transaction open — until its token is cancelled (a
+/// forced shutdown) or `max` has passed.
+///
+/// Why hold: a real create is over in microseconds, so a test could not
+/// otherwise shut the server down *while* a write is half done and then
+/// check that it rolled back (forced) or committed (drained, the client
+/// gone). The hold makes that moment last, and [`WriteHold`] says when it
+/// has begun.
+pub fn hold_writes_open(store: SqliteStore, max: Duration) -> (SqliteStore, WriteHold) {
+    let hold = WriteHold::default();
+    let held = hold.0.clone();
+    let hook: StepHook = Arc::new(move |cancel: &CancellationToken| {
+        held.fetch_add(1, Relaxed);
+        // The hook runs on the blocking-pool thread doing the write, where
+        // waiting on the runtime with `block_on` is allowed (on a runtime
+        // worker it would panic). The wait ends at a forced shutdown, which
+        // cancels the write's token, or after `max`.
+        let cancelled = cancel.cancelled();
+        let _ = tokio::runtime::Handle::current()
+            .block_on(async { tokio::time::timeout(max, cancelled).await });
+    });
+    (store.with_step_hook(hook), hold)
 }
 
 /// Opens the file directly with rusqlite.
