@@ -56,7 +56,12 @@
 //! - [`cleaner`]: the background worker (the article's `runCleaner`).
 //! - `metrics`: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
+//! - `fuzzing`: the fuzz targets' entry points, also replayed by `cargo test`.
+//! - `testing`: the HTTP/1 response reader the tests, the fuzz checker and
+//!   the bench share.
 //!
+//! The last two are the test harness, built only with the `test-harness`
+//! feature (`cargo test`, `cargo bench` and the fuzz crate turn it on).
 //! Modules shown without a link are internal: they are the server's
 //! machinery, read in the source rather than used from outside.
 
@@ -69,6 +74,7 @@ pub mod config;
 mod connection;
 mod drain;
 mod executor;
+#[cfg(feature = "test-harness")]
 pub mod fuzzing;
 mod h2_idle;
 mod head_timer;
@@ -82,6 +88,8 @@ mod service;
 pub mod shutdown_state;
 pub mod signals;
 pub mod store;
+#[cfg(feature = "test-harness")]
+pub mod testing;
 mod write_stall;
 
 pub use app::App;

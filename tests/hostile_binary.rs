@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use support::binary::Binary;
 use support::http;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// CPU time (user + system) the process has used, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -105,7 +104,7 @@ fn count_backoff_logs(server: &Binary) -> usize {
 
 /// Starts a create whose body is held back until `go` fires: a write in
 /// flight when the shutdown starts.
-async fn create_in_flight(addr: std::net::SocketAddr, name: &str) -> (TcpStream, Vec<u8>) {
+async fn create_in_flight(addr: std::net::SocketAddr, name: &str) -> (http::Conn, Vec<u8>) {
     let body = format!("{{\"name\":\"{name}\"}}").into_bytes();
     let mut conn = http::connect(addr).await;
     let head = format!(
@@ -156,7 +155,7 @@ async fn every_hostile_client_at_once_cannot_stop_a_clean_drain() {
         writes.push(create_in_flight(addr, &format!("in-flight-{i}")).await);
     }
     // Hostile clients.
-    let mut hostile: Vec<TcpStream> = Vec::new();
+    let mut hostile: Vec<http::Conn> = Vec::new();
     for _ in 0..30 {
         let mut c = http::connect(addr).await;
         http::send(&mut c, b"GET /heal").await; // slowloris: never finished
@@ -180,7 +179,7 @@ async fn every_hostile_client_at_once_cannot_stop_a_clean_drain() {
                 .await
                 .unwrap();
         }
-        hostile.push(c); // never reads
+        hostile.push(c.into()); // never reads
     }
     for _ in 0..3 {
         let mut c = http::connect(addr).await;

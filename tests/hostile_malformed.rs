@@ -5,12 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::http::{self, Response};
+use support::http::{self, Conn, Response};
 use support::{TestServer, test_config};
-use tokio::net::TcpStream;
 
 /// Sends `raw` on a fresh connection and reads one response.
-async fn exchange(server: &TestServer, raw: &[u8]) -> (Response, TcpStream) {
+async fn exchange(server: &TestServer, raw: &[u8]) -> (Response, Conn) {
     let mut conn = http::connect(server.addr).await;
     http::send(&mut conn, raw).await;
     let res = http::read_response(&mut conn)
@@ -21,7 +20,7 @@ async fn exchange(server: &TestServer, raw: &[u8]) -> (Response, TcpStream) {
 
 /// Asserts the server closes `conn` (EOF or reset) and sends nothing more:
 /// no answer to a request smuggled behind the first.
-async fn assert_closed_with_nothing_more(conn: &mut TcpStream) {
+async fn assert_closed_with_nothing_more(conn: &mut Conn) {
     let extra = http::closed_within(conn, Duration::from_secs(5)).await;
     assert!(
         extra.is_empty(),

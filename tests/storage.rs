@@ -13,7 +13,8 @@ use lameduck::store::{MemoryStore, NewItem, Page, SqliteStore, Store, StoreError
 use lameduck::{App, Config, Outcome, Server, cleaner};
 use support::http::{self, get, request};
 use support::storage::{
-    Answer, TempDb, event_count, integrity_check, open_raw, seed, stored_items, try_request,
+    Answer, TempDb, WriteHold, event_count, hold_writes_open, integrity_check, open_raw, seed,
+    stored_items, try_request,
 };
 use support::{TestServer, test_config};
 use tokio_util::sync::CancellationToken;
@@ -57,12 +58,12 @@ fn post_body(name: &str) -> String {
 #[tokio::test]
 async fn a_cancelled_token_returns_cancelled_without_touching_the_database() {
     let db = TempDb::new("precancel");
-    let store = held_store(&db, Duration::from_secs(10));
+    let (store, hold) = held_store(&db, Duration::from_secs(10));
     let started = Instant::now();
     assert_every_call_is_cancelled(&store).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     let counters = store.counters();
-    assert_eq!(store.writes_held(), 0, "no write reached a transaction");
+    assert_eq!(hold.writes_held(), 0, "no write reached a transaction");
     assert_eq!(counters.writes_rolled_back.load(Relaxed), 0);
     assert_eq!(counters.queries_interrupted.load(Relaxed), 0);
     assert!(stored_items(&open_raw(&db.path)).is_empty());
@@ -102,11 +103,10 @@ async fn assert_every_call_is_cancelled(store: &dyn Store) {
     );
 }
 
-/// A store on `db` whose writes are held open (the test hook) for `hold`.
-fn held_store(db: &TempDb, hold: Duration) -> SqliteStore {
-    SqliteStore::open(&db.path)
-        .unwrap()
-        .hold_writes_open_for_tests(hold)
+/// A store on `db` whose writes are held open (the test hook) for `hold`,
+/// and the count of writes held so far.
+fn held_store(db: &TempDb, hold: Duration) -> (SqliteStore, WriteHold) {
+    hold_writes_open(SqliteStore::open(&db.path).unwrap(), hold)
 }
 
 /// The API over SQLite: create, paginate with `limit`/`after`, get,
@@ -266,7 +266,8 @@ async fn the_shutdown_deadline_interrupts_a_running_search() {
 #[tokio::test]
 async fn a_write_whose_client_left_commits_and_the_drain_waits_for_it() {
     let db = TempDb::new("left-write");
-    let store = Arc::new(held_store(&db, Duration::from_secs(1)));
+    let (store, hold) = held_store(&db, Duration::from_secs(1));
+    let store = Arc::new(store);
     let server = start_with(&store, test_config()).await;
     let mut conn = http::connect(server.addr).await;
     let body = post_body("outlives its client");
@@ -277,7 +278,7 @@ async fn a_write_whose_client_left_commits_and_the_drain_waits_for_it() {
     http::send(&mut conn, head.as_bytes()).await;
     server
         .wait_until(Duration::from_secs(5), "write held open", |_| {
-            store.writes_held() == 1
+            hold.writes_held() == 1
         })
         .await;
 
@@ -302,7 +303,8 @@ async fn a_write_whose_client_left_commits_and_the_drain_waits_for_it() {
 #[tokio::test]
 async fn a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace() {
     let db = TempDb::new("deadline-write");
-    let store = Arc::new(held_store(&db, Duration::from_secs(30)));
+    let (store, hold) = held_store(&db, Duration::from_secs(30));
+    let store = Arc::new(store);
     let config = Config {
         shutdown_timeout: Duration::from_millis(300),
         ..test_config()
@@ -312,7 +314,7 @@ async fn a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace() {
     let post = tokio::spawn(async move { try_request(addr, "POST", "/api/items", &body).await });
     server
         .wait_until(Duration::from_secs(5), "write held open", |_| {
-            store.writes_held() == 1
+            hold.writes_held() == 1
         })
         .await;
     server.shutdown();
@@ -336,13 +338,14 @@ async fn a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace() {
 #[tokio::test]
 async fn a_second_signal_mid_write_rolls_back() {
     let db = TempDb::new("signal-write");
-    let store = Arc::new(held_store(&db, Duration::from_secs(30)));
+    let (store, hold) = held_store(&db, Duration::from_secs(30));
+    let store = Arc::new(store);
     let server = start_with(&store, test_config()).await;
     let (addr, body) = (server.addr, post_body("never half written"));
     let post = tokio::spawn(async move { try_request(addr, "POST", "/api/items", &body).await });
     server
         .wait_until(Duration::from_secs(5), "write held open", |_| {
-            store.writes_held() == 1
+            hold.writes_held() == 1
         })
         .await;
     server.shutdown();

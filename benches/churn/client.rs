@@ -1,9 +1,11 @@
 //! The load client: raw `TcpStream`s and just enough HTTP/1.1 framing.
 //!
 //! A client library would add its own pooling and parsing cost to every
-//! figure; this one writes a fixed request and reads the answer by
-//! `Content-Length` (keep-alive) or to EOF (churn). Every socket operation
-//! has a timeout, so a misbehaving server fails the run instead of hanging.
+//! figure; this one writes a fixed request and reads the answer with
+//! lameduck's own response reader, one per worker, whose buffer is reused
+//! for every request: to the end of the framed response (keep-alive) or to
+//! EOF (churn). Every socket operation has a timeout, so a misbehaving
+//! server fails the run instead of hanging.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use lameduck::testing::http1::{Method, ResponseReader, Summary};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -95,7 +98,7 @@ async fn worker(
 ) -> (u64, Vec<u32>) {
     let mut latencies = Vec::new();
     let mut ok = 0;
-    let mut buf = [0u8; 1024];
+    let mut reader = ResponseReader::new();
     let mut conn: Option<TcpStream> = None;
     loop {
         let go_on = match until {
@@ -107,8 +110,8 @@ async fn worker(
         }
         let t = Instant::now();
         let res = match mode {
-            Mode::Churn => one_shot(addr, &mut buf).await,
-            Mode::KeepAlive => keep_alive_request(addr, &mut conn, &mut buf).await,
+            Mode::Churn => one_shot(addr, &mut reader).await,
+            Mode::KeepAlive => keep_alive_request(addr, &mut conn, &mut reader).await,
         };
         match res {
             Ok(200) => {
@@ -127,66 +130,39 @@ async fn worker(
 }
 
 /// A fresh connection, one request, read to EOF. Returns the status.
-async fn one_shot(addr: SocketAddr, buf: &mut [u8]) -> io::Result<u16> {
+async fn one_shot(addr: SocketAddr, reader: &mut ResponseReader) -> io::Result<u16> {
     let mut s = timed(TcpStream::connect(addr)).await?;
     s.set_nodelay(true)?;
     timed(s.write_all(GET_CLOSE)).await?;
-    let mut filled = 0;
-    loop {
-        let n = timed(s.read(&mut buf[filled..])).await?;
-        if n == 0 {
-            break;
-        }
-        // Keep the status line; overwrite the rest.
-        filled = (filled + n).min(64);
-    }
-    status(&buf[..filled])
+    reader.reset();
+    while timed(reader.fill_from(&mut s)).await? > 0 {}
+    status(
+        reader
+            .next_summary(Method::Other)
+            .map_err(io::Error::other)?,
+    )
 }
 
 /// One request on the worker's keep-alive connection (opened if needed).
 async fn keep_alive_request(
     addr: SocketAddr,
     conn: &mut Option<TcpStream>,
-    buf: &mut [u8],
+    reader: &mut ResponseReader,
 ) -> io::Result<u16> {
     if conn.is_none() {
         let s = timed(TcpStream::connect(addr)).await?;
         s.set_nodelay(true)?;
         *conn = Some(s);
+        reader.reset();
     }
     let s = conn.as_mut().expect("just opened");
     timed(s.write_all(GET_KEEP)).await?;
-    read_response(s, buf).await
+    read_response(s, reader).await
 }
 
-/// Reads one response framed by `Content-Length`; returns its status.
-pub async fn read_response(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<u16> {
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            return Err(io::Error::other("response head too large"));
-        }
-        let n = timed(s.read(&mut buf[filled..])).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        filled += n;
-        let Some(end) = find(&buf[..filled], b"\r\n\r\n") else {
-            continue;
-        };
-        let need = end + 4 + content_length(&buf[..end]);
-        if need > buf.len() {
-            return Err(io::Error::other("response too large"));
-        }
-        while filled < need {
-            let n = timed(s.read(&mut buf[filled..need])).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            filled += n;
-        }
-        return status(&buf[..filled]);
-    }
+/// Reads one response to its end; returns its status.
+pub async fn read_response(s: &mut TcpStream, reader: &mut ResponseReader) -> io::Result<u16> {
+    status(timed(reader.read_summary(s, Method::Other)).await?)
 }
 
 /// Opens `n` connections, sends one keep-alive request on each, reads the
@@ -206,11 +182,12 @@ pub async fn open_idle(
             let tickets = tickets.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                let mut buf = [0u8; 1024];
+                let mut reader = ResponseReader::new();
                 while tickets.fetch_add(1, Relaxed) < n as u64 {
                     let mut s = timed(TcpStream::connect(addr)).await?;
                     timed(s.write_all(GET_KEEP)).await?;
-                    let code = read_response(&mut s, &mut buf).await?;
+                    reader.reset();
+                    let code = read_response(&mut s, &mut reader).await?;
                     if code != 200 {
                         return Err(io::Error::other(format!("status {code}")));
                     }
@@ -250,29 +227,11 @@ async fn timed<T>(fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
-fn status(response: &[u8]) -> io::Result<u16> {
-    response
-        .strip_prefix(b"HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| std::str::from_utf8(code).ok())
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::other("no HTTP/1.1 status line"))
-}
-
-fn content_length(head: &[u8]) -> usize {
-    head.split(|&b| b == b'\n')
-        .filter_map(|line| {
-            let colon = line.iter().position(|&b| b == b':')?;
-            let (name, value) = line.split_at(colon);
-            if !name.eq_ignore_ascii_case(b"content-length") {
-                return None;
-            }
-            std::str::from_utf8(&value[1..]).ok()?.trim().parse().ok()
-        })
-        .next()
-        .unwrap_or(0)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The status of a whole HTTP/1.1 response; anything else is an error.
+fn status(response: Option<Summary>) -> io::Result<u16> {
+    match response {
+        Some(r) if r.complete && r.minor_version == 1 => Ok(r.status),
+        Some(r) if r.complete => Err(io::Error::other("no HTTP/1.1 status line")),
+        _ => Err(io::ErrorKind::UnexpectedEof.into()),
+    }
 }

@@ -24,11 +24,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{WireResponse, fuzz_config, parse_responses, run_paused};
+use super::{fuzz_config, read_responses, run_paused};
 use crate::app::App;
 use crate::connection::{self, ConnectionConfig};
 use crate::executor::StreamExecutor;
 use crate::store::MemoryStore;
+use crate::testing::http1::Response;
 
 /// Every status the item API documents.
 pub const DOCUMENTED: &[u16] = &[200, 201, 204, 400, 404, 405, 408, 413, 422, 431, 503];
@@ -107,7 +108,7 @@ struct Api {
 
 impl Api {
     /// One request, `Connection: close`; returns the one response.
-    async fn call(&self, method: &str, target: &str, body: &[u8]) -> WireResponse {
+    async fn call(&self, method: &str, target: &str, body: &[u8]) -> Response {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let conn = tokio::spawn(connection::serve(
             server,
@@ -131,7 +132,7 @@ impl Api {
         let (_, read) = tokio::join!(send, rx.read_to_end(&mut out));
         read.expect("reading from an in-memory pipe");
         conn.await.expect("the connection task ended normally");
-        let mut responses = parse_responses(&out).unwrap_or_else(|e| {
+        let mut responses = read_responses(&out).unwrap_or_else(|e| {
             panic!("{method} {target}: bad response: {e}: {out:?}");
         });
         assert_eq!(responses.len(), 1, "{method} {target}: one response each");
@@ -249,7 +250,7 @@ impl Model {
     }
 
     /// Records a 201: its item goes into the model.
-    fn acknowledge(&mut self, res: &WireResponse, sent: Option<&String>) {
+    fn acknowledge(&mut self, res: &Response, sent: Option<&String>) {
         let (id, name) = item_of(res);
         if let Some(sent) = sent {
             assert_eq!(&name, sent, "the stored name is the name sent");
@@ -275,13 +276,13 @@ impl Model {
 }
 
 /// `(id, name)` of the item in a response body.
-fn item_of(res: &WireResponse) -> (u64, String) {
+fn item_of(res: &Response) -> (u64, String) {
     let v: Value = serde_json::from_slice(&res.body).expect("an item");
     item_fields(&v)
 }
 
 /// `(id, name)` of each item in a list response.
-fn items_of(res: &WireResponse) -> Vec<(u64, String)> {
+fn items_of(res: &Response) -> Vec<(u64, String)> {
     let v: Value = serde_json::from_slice(&res.body).expect("a list");
     v.as_array()
         .expect("a JSON array")

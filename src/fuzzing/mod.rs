@@ -8,7 +8,7 @@
 //!
 //! | target | drives | invariants |
 //! |---|---|---|
-//! | [`http1_connection`] | `connection::serve` over a [`MockIo`] | no panic; the connection ends; the output is a sequence of HTTP/1.1 responses; after the shutdown signal every response says `Connection: close` |
+//! | [`http1_connection`] | `connection::serve` over a [`MockIo`] | no panic; the connection ends; the output is a sequence of HTTP/1 responses; after the shutdown signal every response says `Connection: close` |
 //! | [`h2_connection`] | the same, with the HTTP/2 preface sent first | no panic; the connection and its streams end; the output is whole frames starting with SETTINGS; after the shutdown signal a GOAWAY is sent |
 //! | [`api_requests`] | create/list/get/delete calls from [`arbitrary`] input | every status is documented, every JSON body parses, every acknowledged create is in the next list |
 //!
@@ -23,7 +23,6 @@
 
 mod api;
 mod h2_wire;
-mod http1_wire;
 mod mock_io;
 
 use std::future::Future;
@@ -39,10 +38,10 @@ use crate::config::Config;
 use crate::connection::{self, ConnectionConfig};
 use crate::executor::StreamExecutor;
 use crate::store::MemoryStore;
+use crate::testing::http1::{Framing, Method, Response, ResponseReader};
 
 pub use api::api_requests;
 pub use h2_wire::{WireFrame, parse_frames};
-pub use http1_wire::{WireResponse, parse_responses};
 pub use mock_io::{LINGER, MockIo, Script, Step, Wire};
 
 /// How long (on the paused clock) a connection may take to end before the
@@ -61,7 +60,7 @@ pub fn http1_connection(input: &[u8]) {
 
 /// [`http1_connection`], returning the responses it checked (for tests
 /// that prove the harness sees what a client would).
-pub fn http1_exchange(input: &[u8]) -> Vec<WireResponse> {
+pub fn http1_exchange(input: &[u8]) -> Vec<Response> {
     let (script, client) = Script::decode(input);
     if client.starts_with(H2_PREFACE) {
         // The sniff rightly switches to HTTP/2; the HTTP/2 checks apply.
@@ -69,9 +68,9 @@ pub fn http1_exchange(input: &[u8]) -> Vec<WireResponse> {
         return Vec::new();
     }
     let wire = serve_scripted(client, script);
-    let responses = parse_responses(&wire.output).unwrap_or_else(|e| {
+    let responses = read_responses(&wire.output).unwrap_or_else(|e| {
         panic!(
-            "output is not a sequence of HTTP/1.1 responses: {e}\n{:?}",
+            "output is not a sequence of HTTP/1 responses: {e}\n{:?}",
             String::from_utf8_lossy(&wire.output)
         )
     });
@@ -88,6 +87,28 @@ pub fn http1_exchange(input: &[u8]) -> Vec<WireResponse> {
         }
     }
     responses
+}
+
+/// Splits a connection's whole output into responses (1xx included).
+/// Fails, saying where and why, if any byte does not belong to a
+/// well-formed response (HTTP/1.1, or HTTP/1.0 for an HTTP/1.0 request).
+///
+/// The requests are not known here, so a response to `HEAD`, which
+/// announces a body it does not send, is recognised by what follows it
+/// ([`Method::Unknown`]). Only the last response may be cut short, and only
+/// a chunked one: an event stream still running when the client hung up.
+fn read_responses(output: &[u8]) -> Result<Vec<Response>, String> {
+    let mut reader = ResponseReader::new();
+    reader.feed(output);
+    reader.end();
+    let mut found = Vec::new();
+    while let Some(res) = reader.next(Method::Unknown).map_err(|e| e.to_string())? {
+        if !res.complete && res.framing != Framing::Chunked {
+            return Err(format!("body of the response at {} cut short", res.offset));
+        }
+        found.push(res);
+    }
+    Ok(found)
 }
 
 /// Target `h2_connection`: like [`http1_connection`], but the client

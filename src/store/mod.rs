@@ -43,6 +43,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+#[cfg(feature = "test-harness")]
+pub use sqlite::StepHook;
 
 /// One stored item, as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

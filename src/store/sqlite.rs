@@ -40,7 +40,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rusqlite::{
     Connection, ErrorCode, InterruptHandle, OptionalExtension, Row, Transaction,
@@ -65,18 +64,23 @@ pub struct SqliteStore {
     /// Connections for reads, each set `query_only`.
     readers: Arc<ReaderPool>,
     counters: Arc<StoreCounters>,
-    /// Test hook: hold every write transaction open, half done, until its
-    /// token is cancelled or this long has passed.
-    hold_writes: Option<Duration>,
-    /// Writes that reached the hold (tests wait on this).
-    writes_held: Arc<AtomicU64>,
+    /// Called when a create is half done (see [`SqliteStore::with_step_hook`]).
+    /// Only in the test harness: the shipped store has no hook to call.
+    #[cfg(feature = "test-harness")]
+    step_hook: Option<StepHook>,
 }
+
+/// A test's hook into a write transaction: called on the blocking-pool
+/// thread running the write, at the point where a create is half done,
+/// with the write's token. Whatever it does (wait, count), the
+/// transaction stays open meanwhile.
+#[cfg(feature = "test-harness")]
+pub type StepHook = Arc<dyn Fn(&CancellationToken) + Send + Sync>;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
             .field("counters", &self.counters)
-            .field("hold_writes", &self.hold_writes)
             .finish_non_exhaustive()
     }
 }
@@ -109,23 +113,20 @@ impl SqliteStore {
                 permits: Arc::new(Semaphore::new(READERS)),
             }),
             counters: Arc::default(),
-            hold_writes: None,
-            writes_held: Arc::default(),
+            #[cfg(feature = "test-harness")]
+            step_hook: None,
         })
     }
 
-    /// **For tests only.** Every create stops after its first statement —
-    /// the item row inserted, its event not yet — and waits there, its
-    /// transaction open, until its token is cancelled (a forced shutdown)
-    /// or `max` has passed. This is how a test catches a write half done.
-    pub fn hold_writes_open_for_tests(mut self, max: Duration) -> Self {
-        self.hold_writes = Some(max);
+    /// **Test harness only.** Calls `hook` in every create after its first
+    /// statement — the item row inserted, its event not yet — with the
+    /// transaction open. A test that blocks there holds a write half done,
+    /// which is the only way to catch one: a real create is over in
+    /// microseconds.
+    #[cfg(feature = "test-harness")]
+    pub fn with_step_hook(mut self, hook: StepHook) -> Self {
+        self.step_hook = Some(hook);
         self
-    }
-
-    /// How many writes have reached the test hold so far.
-    pub fn writes_held(&self) -> u64 {
-        self.writes_held.load(Relaxed)
     }
 
     /// Runs `query` on a reader connection, on the blocking pool. Stops,
@@ -200,9 +201,8 @@ impl SqliteStore {
         let counters = self.counters.clone();
         let steps = Steps {
             cancel,
-            hold: self.hold_writes,
-            held: self.writes_held.clone(),
-            runtime: tokio::runtime::Handle::current(),
+            #[cfg(feature = "test-harness")]
+            hook: self.step_hook.clone(),
         };
         let task = tokio::task::spawn_blocking(move || {
             // Falls after the transaction is dropped: committed or rolled
@@ -280,7 +280,7 @@ impl Store for SqliteStore {
             let id = tx.last_insert_rowid();
             // Half done: the item exists (inside this transaction), its
             // event does not. A forced shutdown here must leave no trace.
-            steps.hold_for_tests();
+            steps.half_done();
             steps.check()?;
             tx.execute(
                 "INSERT INTO item_events (item_id, op, at) VALUES (?1, 'create', ?2)",
@@ -359,9 +359,8 @@ impl Store for SqliteStore {
 /// Between-steps checks of a write transaction.
 struct Steps {
     cancel: CancellationToken,
-    hold: Option<Duration>,
-    held: Arc<AtomicU64>,
-    runtime: tokio::runtime::Handle,
+    #[cfg(feature = "test-harness")]
+    hook: Option<StepHook>,
 }
 
 impl Steps {
@@ -375,15 +374,13 @@ impl Steps {
         }
     }
 
-    /// The test hook (see [`SqliteStore::hold_writes_open_for_tests`]).
-    /// Runs on a blocking-pool thread, where `block_on` is allowed.
-    fn hold_for_tests(&self) {
-        if let Some(max) = self.hold {
-            self.held.fetch_add(1, Relaxed);
-            let cancelled = self.cancel.cancelled();
-            let _ = self
-                .runtime
-                .block_on(async { tokio::time::timeout(max, cancelled).await });
+    /// A create is half done: the test hook's moment (see
+    /// [`SqliteStore::with_step_hook`]). Nothing at all in the shipped
+    /// build.
+    fn half_done(&self) {
+        #[cfg(feature = "test-harness")]
+        if let Some(hook) = &self.hook {
+            hook(&self.cancel);
         }
     }
 }

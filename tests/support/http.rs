@@ -1,56 +1,103 @@
-//! A minimal HTTP/1.1 client over `TcpStream`, for tests.
+//! A minimal HTTP/1.1 client over real sockets, for tests.
+//!
+//! Responses are read with the library's response reader
+//! (`lameduck::testing::http1`), which keeps whatever arrives after one
+//! response for the next: a [`Conn`] reads pipelined answers one by one.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use lameduck::testing::http1::{Framing, Method, ResponseReader, next_chunk};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-/// A parsed response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+pub use lameduck::testing::http1::Response;
+
+/// A client connection: the socket, and what was read past the last
+/// response.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    reader: ResponseReader,
 }
 
-impl Response {
-    /// The first header called `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+impl Conn {
+    /// The socket's halves, for a test that reads and writes on its own.
+    /// Nothing may be waiting in the reader.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        assert!(self.reader.leftover().is_empty(), "unread bytes");
+        self.stream.into_split()
     }
 
-    /// The body as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+    /// One read into the reader. A reset counts as the end, like EOF:
+    /// tests assert on what arrived.
+    async fn fill(&mut self) -> usize {
+        match self.reader.fill_from(&mut self.stream).await {
+            Ok(n) => n,
+            Err(_) => {
+                self.reader.end();
+                0
+            }
+        }
     }
+}
 
-    /// True if the server said this is the last response on the connection.
-    pub fn closes(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+/// Raw reads see the bytes the reader holds first, then the socket's.
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let left = this.reader.leftover();
+        if left.is_empty() {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        let n = left.len().min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        this.reader.consume(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl From<TcpStream> for Conn {
+    fn from(stream: TcpStream) -> Self {
+        Conn {
+            stream,
+            reader: ResponseReader::new(),
+        }
+    }
+}
+
+/// The reader's name for a request method.
+pub fn method(name: &str) -> Method {
+    if name.eq_ignore_ascii_case("HEAD") {
+        Method::Head
+    } else {
+        Method::Other
     }
 }
 
 /// Opens a connection.
-pub async fn connect(addr: SocketAddr) -> TcpStream {
+pub async fn connect(addr: SocketAddr) -> Conn {
     let stream = TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).unwrap();
-    stream
+    stream.into()
 }
 
 /// Writes raw bytes.
-pub async fn send(stream: &mut TcpStream, raw: &[u8]) {
-    stream.write_all(raw).await.expect("write");
+pub async fn send(conn: &mut Conn, raw: &[u8]) {
+    conn.stream.write_all(raw).await.expect("write");
 }
 
 /// A `GET` on a keep-alive connection.
-pub async fn send_get(stream: &mut TcpStream, path: &str) {
+pub async fn send_get(conn: &mut Conn, path: &str) {
     send(
-        stream,
+        conn,
         format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
     )
     .await;
@@ -58,15 +105,17 @@ pub async fn send_get(stream: &mut TcpStream, path: &str) {
 
 /// One request on a fresh connection, `Connection: close`.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
-    let mut stream = connect(addr).await;
+    let mut conn = connect(addr).await;
     let body = body.unwrap_or("");
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    send(&mut stream, head.as_bytes()).await;
-    send(&mut stream, body.as_bytes()).await;
-    read_response(&mut stream).await.expect("a response")
+    send(&mut conn, head.as_bytes()).await;
+    send(&mut conn, body.as_bytes()).await;
+    read_answer(&mut conn, self::method(method))
+        .await
+        .expect("a response")
 }
 
 /// `GET path` on a fresh connection.
@@ -74,142 +123,80 @@ pub async fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, None).await
 }
 
-/// Reads one response. `None` if the connection closed before a status
-/// line arrived (a bare EOF or reset).
-pub async fn read_response(stream: &mut TcpStream) -> Option<Response> {
-    let (mut resp, mut rest) = try_read_head(stream).await?;
-    let status = resp.status;
-    if let Some(len) = resp
-        .header("content-length")
-        .map(|v| v.parse::<usize>().unwrap())
-    {
-        while rest.len() < len {
-            assert!(read_more(stream, &mut rest).await > 0, "EOF inside a body");
-        }
-        rest.truncate(len);
-        resp.body = rest;
-    } else if resp
-        .header("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        resp.body = read_chunked(stream, rest).await;
-    } else if status != 204 && status != 304 {
-        // Delimited by EOF.
-        while read_more(stream, &mut rest).await > 0 {}
-        resp.body = rest;
-    }
-    Some(resp)
+/// Reads the next final response (interim 1xx ones are skipped) to a
+/// request that was not `HEAD`. `None` if the connection closed before a
+/// whole head arrived (a bare EOF or reset). A chunked body cut short by
+/// the close comes back as far as it got.
+pub async fn read_response(conn: &mut Conn) -> Option<Response> {
+    read_answer(conn, Method::Other).await
 }
 
-/// Reads a chunked body to its end (or to EOF, returning what arrived).
-async fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>) -> Vec<u8> {
-    let mut body = Vec::new();
+async fn read_answer(conn: &mut Conn, method: Method) -> Option<Response> {
     loop {
-        match httparse::parse_chunk_size(&buf) {
-            Ok(httparse::Status::Complete((start, size))) => {
-                let size = size as usize;
-                while buf.len() < start + size + 2 {
-                    if read_more(stream, &mut buf).await == 0 {
-                        return body;
-                    }
-                }
-                if size == 0 {
-                    return body;
-                }
-                body.extend_from_slice(&buf[start..start + size]);
-                buf.drain(..start + size + 2);
+        match conn.reader.next(method) {
+            Ok(Some(res)) if res.is_interim() => {}
+            Ok(Some(res)) => {
+                assert!(
+                    res.complete || res.framing == Framing::Chunked,
+                    "EOF inside a body: {res:?}"
+                );
+                return Some(res);
             }
-            Ok(httparse::Status::Partial) => {
-                if read_more(stream, &mut buf).await == 0 {
-                    return body;
-                }
+            // A head cut short by the close.
+            Err(_) if conn.reader.is_ended() => return None,
+            Err(e) => panic!("response head parses: {e}"),
+            Ok(None) if conn.reader.is_ended() => return None,
+            Ok(None) => {
+                conn.fill().await;
             }
-            Err(e) => panic!("bad chunk: {e:?}"),
         }
     }
 }
 
 /// Reads the next chunk of a chunked stream as text, as it arrives: for
-/// event streams that never end on their own. `None` at the end.
-pub async fn read_chunk(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+/// event streams that never end on their own. `buf` holds what came after
+/// the head ([`read_head`]). `None` at the end.
+pub async fn read_chunk(conn: &mut Conn, buf: &mut Vec<u8>) -> Option<String> {
     loop {
-        if let Ok(httparse::Status::Complete((start, size))) = httparse::parse_chunk_size(buf) {
-            let size = size as usize;
-            if buf.len() >= start + size + 2 {
-                let chunk = String::from_utf8_lossy(&buf[start..start + size]).into_owned();
-                buf.drain(..start + size + 2);
-                return if size == 0 { None } else { Some(chunk) };
-            }
+        if let Some(chunk) = next_chunk(buf).expect("a well-formed chunk") {
+            let text = String::from_utf8_lossy(&buf[chunk.data.clone()]).into_owned();
+            buf.drain(..chunk.len);
+            return (!chunk.is_last()).then_some(text);
         }
-        if read_more(stream, buf).await == 0 {
+        if conn.fill().await == 0 {
             return None;
         }
+        buf.extend(conn.reader.take_leftover());
     }
 }
 
 /// Reads the head of a streaming response and returns it with whatever body
 /// bytes came along.
-pub async fn read_head(stream: &mut TcpStream) -> (Response, Vec<u8>) {
-    try_read_head(stream)
-        .await
-        .expect("EOF before a response head")
-}
-
-/// Reads a response head; `None` on EOF before it was complete.
-async fn try_read_head(stream: &mut TcpStream) -> Option<(Response, Vec<u8>)> {
-    let mut buf = Vec::new();
+pub async fn read_head(conn: &mut Conn) -> (Response, Vec<u8>) {
     loop {
-        let mut hdrs = [httparse::EMPTY_HEADER; 64];
-        let mut res = httparse::Response::new(&mut hdrs);
-        if let httparse::Status::Complete(n) = res.parse(&buf).expect("response head parses") {
-            let headers = res
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_string(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let resp = Response {
-                status: res.code.unwrap(),
-                headers,
-                body: Vec::new(),
-            };
-            return Some((resp, buf.split_off(n)));
-        }
-        if read_more(stream, &mut buf).await == 0 {
-            return None;
+        match conn.reader.next_head(Method::Other) {
+            Ok(Some(res)) if res.is_interim() => {}
+            Ok(Some(res)) => return (res, conn.reader.take_leftover()),
+            Ok(None) if !conn.reader.is_ended() => {
+                conn.fill().await;
+            }
+            other => panic!("EOF before a response head: {other:?}"),
         }
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> usize {
-    let mut chunk = [0u8; 8192];
-    // A reset counts as the end, like EOF: tests assert on what arrived.
-    let n = stream.read(&mut chunk).await.unwrap_or(0);
-    buf.extend_from_slice(&chunk[..n]);
-    n
-}
-
 /// Waits for the server to close the connection (EOF or reset) within
-/// `within`; returns the bytes that arrived before the close. Panics if the
-/// connection is still open after `within`.
-pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> Vec<u8> {
-    let mut got = Vec::new();
-    tokio::time::timeout(within, async {
-        while read_more(stream, &mut got).await > 0 {}
-    })
-    .await
-    .expect("connection still open");
-    got
+/// `within`; returns the bytes that arrived before the close and were not
+/// read as a response yet. Panics if the connection is still open after
+/// `within`.
+pub async fn closed_within(conn: &mut Conn, within: Duration) -> Vec<u8> {
+    tokio::time::timeout(within, async { while conn.fill().await > 0 {} })
+        .await
+        .expect("connection still open");
+    conn.reader.take_leftover()
 }
 
 /// True if the connection is still open after `wait` (nothing read, no EOF).
-pub async fn still_open_after(stream: &mut TcpStream, wait: Duration) -> bool {
-    let mut byte = [0u8; 1];
-    tokio::time::timeout(wait, stream.read(&mut byte))
-        .await
-        .is_err()
+pub async fn still_open_after(conn: &mut Conn, wait: Duration) -> bool {
+    conn.reader.leftover().is_empty() && tokio::time::timeout(wait, conn.fill()).await.is_err()
 }

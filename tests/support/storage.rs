@@ -5,16 +5,20 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lameduck::store::{SqliteStore, StepHook};
+use lameduck::testing::http1::ResponseReader;
 use rusqlite::Connection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use super::http;
 
 /// A database path in a fresh directory under the system temp dir; the
 /// directory (with the `-wal` and `-shm` files) is removed on drop.
@@ -49,6 +53,42 @@ impl Drop for TempDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// How many writes a [`hold_writes_open`] store has held so far.
+#[derive(Debug, Clone, Default)]
+pub struct WriteHold(Arc<AtomicU64>);
+
+impl WriteHold {
+    /// Writes that have reached the hold (tests wait for this).
+    pub fn writes_held(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// `store`, with every create held half done — the item row inserted, its
+/// event not yet, the transaction open — until its token is cancelled (a
+/// forced shutdown) or `max` has passed.
+///
+/// Why hold: a real create is over in microseconds, so a test could not
+/// otherwise shut the server down *while* a write is half done and then
+/// check that it rolled back (forced) or committed (drained, the client
+/// gone). The hold makes that moment last, and [`WriteHold`] says when it
+/// has begun.
+pub fn hold_writes_open(store: SqliteStore, max: Duration) -> (SqliteStore, WriteHold) {
+    let hold = WriteHold::default();
+    let held = hold.0.clone();
+    let hook: StepHook = Arc::new(move |cancel: &CancellationToken| {
+        held.fetch_add(1, Relaxed);
+        // The hook runs on the blocking-pool thread doing the write, where
+        // waiting on the runtime with `block_on` is allowed (on a runtime
+        // worker it would panic). The wait ends at a forced shutdown, which
+        // cancels the write's token, or after `max`.
+        let cancelled = cancel.cancelled();
+        let _ = tokio::runtime::Handle::current()
+            .block_on(async { tokio::time::timeout(max, cancelled).await });
+    });
+    (store.with_step_hook(hook), hold)
 }
 
 /// Opens the file directly with rusqlite.
@@ -143,34 +183,21 @@ pub async fn try_request(addr: SocketAddr, method: &str, path: &str, body: &str)
     let exchange = async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body.as_bytes()).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await?;
-        std::io::Result::Ok(buf)
+        let mut reader = ResponseReader::new();
+        loop {
+            match reader
+                .read_response(&mut stream, http::method(method))
+                .await?
+            {
+                Some(res) if res.is_interim() => continue,
+                res => return std::io::Result::Ok(res),
+            }
+        }
     };
     match tokio::time::timeout(Duration::from_secs(20), exchange).await {
-        Ok(Ok(buf)) => parse(&buf).unwrap_or(Answer::Cut),
+        Ok(Ok(Some(res))) if res.complete => Answer::Status(res.status, res.text()),
         _ => Answer::Cut,
     }
-}
-
-/// A whole `Connection: close` response, or `None` if it is cut short.
-fn parse(buf: &[u8]) -> Option<Answer> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut res = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(head) = res.parse(buf).ok()? else {
-        return None;
-    };
-    let len = res
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-        .unwrap_or(0);
-    let body = buf.get(head..head + len)?;
-    Some(Answer::Status(
-        res.code?,
-        String::from_utf8_lossy(body).into_owned(),
-    ))
 }
 
 /// The id in a `201` body.

@@ -1,0 +1,10 @@
+//! What the tests, the fuzz targets and the bench use to talk to a server
+//! as a client would. Built only with the `test-harness` feature: `cargo
+//! test`, `cargo bench` and the fuzz crate turn it on, the shipped binary
+//! never contains it.
+//!
+//! - [`http1`]: one HTTP/1 response reader, fed bytes as they arrive,
+//!   handing back whole responses and keeping what is left over for the
+//!   next one.
+
+pub mod http1;
