@@ -32,7 +32,6 @@ use crate::executor::StreamExecutor;
 use crate::h2_idle::StreamCount;
 use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
 use crate::keepalive_grace;
-use crate::lingering_close::Lingering;
 use crate::service::Service;
 use crate::write_stall::WriteStall;
 
@@ -130,13 +129,11 @@ pub async fn serve<T>(
             Ok(Err(e)) => return debug!(error = %e, "read failed before the first request"),
             Err(_) => return debug!("no request within the header timeout; closing"),
         };
-    // A close after a response reads what the client still sends before
-    // the socket goes, so no reset destroys that response: see
-    // `lingering_close`.
-    let io = Lingering::new(io, clock.clone());
     // A peer that stops reading is cut off after a stalled write: see
     // `write_stall`.
     let io = WriteStall::new(io, cfg.app.config.request_timeout);
+    // Counts bytes for the head timer, and lingers on close so that no
+    // reset destroys a response: see `lingering_close`.
     let io = TokioIo::new(CountingIo::new(io, prefix, clock.clone()));
 
     let result = match protocol {

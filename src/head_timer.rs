@@ -40,6 +40,8 @@ use bytes::{Buf, Bytes};
 use hyper::rt::{Sleep, Timer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::lingering_close::Linger;
+
 /// Per-connection bookkeeping shared by [`CountingIo`] and [`HeadTimer`].
 #[derive(Debug)]
 pub struct HeadClock {
@@ -238,12 +240,13 @@ impl Sleep for PlainSleep {}
 
 /// The connection's IO as hyper sees it: first the bytes the protocol sniff
 /// already read (`prefix`), then the socket, counting every byte read into
-/// the [`HeadClock`].
+/// the [`HeadClock`]. Its close lingers (see `lingering_close`).
 #[derive(Debug)]
 pub struct CountingIo<T> {
     inner: T,
     prefix: Bytes,
     clock: Arc<HeadClock>,
+    close: Linger,
 }
 
 impl<T> CountingIo<T> {
@@ -254,6 +257,7 @@ impl<T> CountingIo<T> {
             inner,
             prefix,
             clock,
+            close: Linger::Open,
         }
     }
 }
@@ -280,7 +284,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -306,6 +310,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let linger = this.clock.lingers();
+        this.close.poll_close(&mut this.inner, linger, cx)
     }
 }
