@@ -21,7 +21,8 @@
 //!   learns, with a response in hand, to open its next request elsewhere.
 //!   If it stays idle until its grace ends, it is closed then.
 //!
-//! "Idle" and "since when" come from the head timer's bookkeeping
+//! [`KeepAliveGrace`] does this around hyper's connection. "Idle" and
+//! "since when" come from the head timer's bookkeeping
 //! ([`HeadClock::idle_since`]): hyper is waiting for a head, and no byte of
 //! it has arrived. Every close after a response lingers
 //! (`lingering_close`), so a late request is read and discarded rather
@@ -30,63 +31,93 @@
 //! HTTP/2 needs none of this: its GOAWAY names the last stream the server
 //! will process, so the client knows which requests ran.
 
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
+use tokio::time::Sleep;
 
 use crate::head_timer::HeadClock;
 
-/// Serves `conn` until it ends. Once `drain` resolves, closes it as the
-/// module docs say: at once if idle for longer than `grace`, otherwise
-/// when it has been idle for `grace`, or by hyper after a response marked
-/// `Connection: close`.
-pub async fn serve<I, S, B>(
-    conn: http1::Connection<I, S>,
-    drain: impl Future<Output = ()>,
-    clock: &HeadClock,
-    grace: Duration,
-) -> hyper::Result<()>
+pin_project_lite::pin_project! {
+    /// An HTTP/1 connection served until it ends, closed as the module
+    /// docs say once `drain` resolves. A hand-written future rather than an
+    /// `async fn`, so that a connection task holds hyper's connection
+    /// once, not twice: this state is kept for every idle connection.
+    pub struct KeepAliveGrace<'a, C, D> {
+        #[pin]
+        conn: C,
+        // Resolves when the drain begins: a wait on a token.
+        #[pin]
+        drain: D,
+        clock: &'a HeadClock,
+        grace: Duration,
+        draining: bool,
+        // When an idle connection's grace ends; made only in the drain.
+        grace_end: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<'a, C, D> KeepAliveGrace<'a, C, D> {
+    /// Serves `conn`, whose idle state `clock` tracks, until it ends.
+    pub fn new(conn: C, drain: D, clock: &'a HeadClock, grace: Duration) -> Self {
+        KeepAliveGrace {
+            conn,
+            drain,
+            clock,
+            grace,
+            draining: false,
+            grace_end: None,
+        }
+    }
+}
+
+impl<I, S, B, D> Future for KeepAliveGrace<'_, http1::Connection<I, S>, D>
 where
     S: HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    D: Future<Output = ()>,
 {
-    let mut conn = pin!(conn);
-    // Running: hyper alone. The drain future is only a wait on a token.
-    tokio::select! {
-        res = conn.as_mut() => return res,
-        () = drain => {}
-    }
-    // Draining: after each poll of hyper, look at the connection again.
-    // Its state only changes inside such a poll (a head arrives, a
-    // response is written), so nothing is missed between two looks.
-    let mut grace_end: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    poll_fn(|cx| {
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
         loop {
-            if let Poll::Ready(res) = conn.as_mut().poll(cx) {
+            if let Poll::Ready(res) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(res);
             }
-            let Some(since) = clock.idle_since() else {
+            // Running: hyper alone. Polled until it fires, then never
+            // again.
+            if !*this.draining {
+                if this.drain.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                *this.draining = true;
+            }
+            // Draining: after each poll of hyper, look at the connection
+            // again. Its state only changes inside such a poll (a head
+            // arrives, a response is written), so nothing is missed
+            // between two looks.
+            let Some(since) = this.clock.idle_since() else {
                 // Busy: its response will carry `Connection: close`.
-                grace_end = None;
                 return Poll::Pending;
             };
-            let deadline = since + grace;
+            let deadline = since + *this.grace;
             if Instant::now() >= deadline {
                 // Idle for the whole grace: its client is not sending. No
                 // response is waiting to be read, so no linger either.
-                clock.skip_linger();
-                conn.as_mut().graceful_shutdown();
-                grace_end = None;
+                this.clock.skip_linger();
+                this.conn.as_mut().graceful_shutdown();
                 continue; // hyper closes an idle connection at once.
             }
-            let timer = grace_end
+            let timer = this
+                .grace_end
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
             if timer.deadline() != deadline.into() {
                 timer.as_mut().reset(deadline.into());
@@ -95,6 +126,5 @@ where
                 return Poll::Pending;
             }
         }
-    })
-    .await
+    }
 }

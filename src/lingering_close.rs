@@ -48,7 +48,9 @@ pub const LINGER_TIME: Duration = Duration::from_secs(1);
 pub const LINGER_BYTES: usize = 64 * 1024;
 
 /// Where a connection's close is. An open connection carries only the
-/// `Open` tag: the timer is boxed and made when the linger starts.
+/// `Open` tag: the timer is boxed, and made only if the client has not
+/// closed its side yet when the linger starts (on a churned connection it
+/// usually has).
 #[derive(Debug, Default)]
 pub enum Linger {
     /// Not closing.
@@ -56,7 +58,7 @@ pub enum Linger {
     Open,
     /// The FIN is sent; reading until the client's, or a bound.
     Lingering {
-        until: Pin<Box<Sleep>>,
+        until: Option<Pin<Box<Sleep>>>,
         discarded: usize,
     },
     /// Done.
@@ -80,7 +82,7 @@ impl Linger {
                     ready!(Pin::new(&mut *io).poll_shutdown(cx))?;
                     *self = if linger {
                         Linger::Lingering {
-                            until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                            until: None,
                             discarded: 0,
                         }
                     } else {
@@ -102,7 +104,11 @@ impl Linger {
                         // The client's FIN, or an error: nothing more
                         // will come.
                         Poll::Ready(_) => {}
-                        Poll::Pending => ready!(until.as_mut().poll(cx)),
+                        Poll::Pending => {
+                            let until = until
+                                .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));
+                            ready!(until.as_mut().poll(cx));
+                        }
                     }
                     *self = Linger::Closed;
                 }
