@@ -17,8 +17,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{self, Log};
-use crate::target::{BoxError, Restarted, Target};
+use super::process::{self, Log};
+use super::target::{BoxError, Restarted, Target};
 
 /// How long the server may take to accept its first connection.
 const START_LIMIT: Duration = Duration::from_secs(30);

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{self, Exit, Log};
-use crate::target::{BoxError, Restarted, Target};
+use super::process::{self, Exit, Log};
+use super::target::{BoxError, Restarted, Target};
 
 /// How long a start, an upgrade or a shutdown may take before the bench
 /// calls it failed. lameduck's own deadline is 15 s.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use lameduck::testing::load::{Outcome, Tally};
+use ::lameduck::testing::load::{Outcome, Tally};
 use serde::Serialize;
 
 /// Everything one run measured.

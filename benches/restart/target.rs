@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::process::Exit;
+use super::process::Exit;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
