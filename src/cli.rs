@@ -60,6 +60,14 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// When the drain begins, a keep-alive connection used within this long
+    /// stays open until it has been idle this long, and its next response
+    /// carries `Connection: close`, so a client sending its next request
+    /// right then gets an answer instead of a reset. Idle connections older
+    /// than this close at once. Go: none (nginx: `keepalive_min_timeout`).
+    #[arg(long, env = "LAMEDUCK_KEEPALIVE_GRACE", default_value = "250ms", value_parser = parse_duration)]
+    pub keepalive_grace: Duration,
+
     /// A handler (including reading the body) that runs longer is answered
     /// 503 (408 while still reading the body) and stopped; event streams are
     /// exempt. Go: `WriteTimeout` / the body part of `ReadTimeout`.
@@ -124,6 +132,7 @@ impl Cli {
             force_grace: self.force_grace,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
+            keepalive_grace: self.keepalive_grace,
             request_timeout: self.request_timeout,
             max_body: self.max_body,
             max_header_bytes: self.max_header_bytes,

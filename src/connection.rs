@@ -31,6 +31,7 @@ use crate::app::App;
 use crate::executor::StreamExecutor;
 use crate::h2_idle::StreamCount;
 use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
+use crate::keepalive_grace;
 use crate::service::Service;
 use crate::write_stall::WriteStall;
 
@@ -61,6 +62,7 @@ pub struct ConnectionConfig {
     max_header_list: u32,
     header_timeout: Duration,
     idle_timeout: Duration,
+    keepalive_grace: Duration,
 }
 
 impl ConnectionConfig {
@@ -76,6 +78,7 @@ impl ConnectionConfig {
             service: Service::new(app.clone()),
             header_timeout: config.header_read_timeout,
             idle_timeout: config.idle_timeout,
+            keepalive_grace: config.keepalive_grace,
             max_header_list: config.max_header_bytes.min(u32::MAX as usize) as u32,
             http1: h1,
             executor,
@@ -129,26 +132,30 @@ pub async fn serve<T>(
     // A peer that stops reading is cut off after a stalled write: see
     // `write_stall`.
     let io = WriteStall::new(io, cfg.app.config.request_timeout);
+    // Counts bytes for the head timer, and lingers on close so that no
+    // reset destroys a response: see `lingering_close`.
     let io = TokioIo::new(CountingIo::new(io, prefix, clock.clone()));
 
     let result = match protocol {
         Protocol::Http1 => {
+            // HTTP/1 connections learn of the drain from the `closing`
+            // token, not the graceful watcher: hyper's graceful shutdown
+            // would close an idle keep-alive connection at once, racing
+            // the client's next request (see `keepalive_grace`).
+            drop(watcher);
             let mut h1 = cfg.http1.clone();
-            h1.timer(HeadTimer(clock));
+            h1.timer(HeadTimer(clock.clone()));
             if cfg.app.shutdown.is_draining() {
-                // The drain already told every watcher to finish, and hyper
-                // closes a connection that has not read anything yet when
-                // told so — which would drop the request we already hold in
-                // `prefix`. Serve that one request and close instead (Go
-                // does the same for connections still in StateNew).
-                drop(watcher);
+                // The drain has already begun: serve the request we
+                // already hold in `prefix`, and close (Go does the same
+                // for connections still in StateNew).
                 h1.keep_alive(false)
                     .serve_connection(io, cfg.service.clone())
                     .await
             } else {
-                watcher
-                    .watch(h1.serve_connection(io, cfg.service.clone()))
-                    .await
+                let conn = h1.serve_connection(io, cfg.service.clone());
+                let drain = cfg.app.shutdown.closing();
+                keepalive_grace::serve(conn, drain, &clock, cfg.keepalive_grace).await
             }
         }
         Protocol::Http2 => {

@@ -23,11 +23,15 @@
 //!
 //! hyper's timer does nothing without `.timer(..)`: its default 30 s header
 //! timeout is silently off unless a timer is set. lameduck always sets one.
+//!
+//! The same bookkeeping answers a question the drain asks of every HTTP/1
+//! connection: is it idle (waiting for a head of which no byte has come),
+//! and since when? See [`HeadClock::idle_since`] and `keepalive_grace`.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -35,6 +39,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use hyper::rt::{Sleep, Timer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::lingering_close::Linger;
 
 /// Per-connection bookkeeping shared by [`CountingIo`] and [`HeadTimer`].
 #[derive(Debug)]
@@ -46,6 +52,20 @@ pub struct HeadClock {
     bytes_read: AtomicU64,
     /// Head waits started so far (0 until hyper starts the first).
     heads: AtomicU64,
+    /// When the current wait for a later head began, in nanoseconds after
+    /// `accepted_at`; [`NOT_IDLE`] while no such wait runs (a request is
+    /// being read or answered). With `bytes_at_idle`, what the drain reads
+    /// to tell an idle connection from a busy one. Written once per
+    /// request: one relaxed store, on a clock value hyper already read.
+    idle_at: AtomicU64,
+    /// `bytes_read` when that wait began: a byte since means the next
+    /// request has started.
+    bytes_at_idle: AtomicU64,
+    /// Whether closing this connection should linger (see
+    /// `lingering_close`). Cleared only when the drain closes a connection
+    /// that has been idle for longer than the keep-alive grace: there is no
+    /// response left for the client to read.
+    linger: AtomicBool,
     /// One tokio timer for all of this connection's head waits. hyper asks
     /// for a new sleep for every head; registering a fresh timer in
     /// Tokio's wheel and removing it again each time costs two trips
@@ -68,6 +88,9 @@ impl HeadClock {
             idle_timeout,
             bytes_read: AtomicU64::new(0),
             heads: AtomicU64::new(0),
+            idle_at: AtomicU64::new(NOT_IDLE),
+            bytes_at_idle: AtomicU64::new(0),
+            linger: AtomicBool::new(true),
             timer: Mutex::new(None),
         })
     }
@@ -80,7 +103,32 @@ impl HeadClock {
     fn add_read(&self, n: usize) {
         self.bytes_read.fetch_add(n as u64, Relaxed);
     }
+
+    /// When this connection became idle, if it is idle now: it answered a
+    /// request, hyper waits for the next head, and no byte of it has come.
+    /// `None` while a request is read or answered, and for a connection's
+    /// first request (its bytes came with the accept).
+    pub fn idle_since(&self) -> Option<Instant> {
+        let at = self.idle_at.load(Relaxed);
+        if at == NOT_IDLE || self.bytes_read.load(Relaxed) != self.bytes_at_idle.load(Relaxed) {
+            return None;
+        }
+        Some(self.accepted_at + Duration::from_nanos(at))
+    }
+
+    /// Whether closing should linger; see the `linger` field.
+    pub fn lingers(&self) -> bool {
+        self.linger.load(Relaxed)
+    }
+
+    /// Closing this connection need not linger; see the `linger` field.
+    pub fn skip_linger(&self) {
+        self.linger.store(false, Relaxed);
+    }
 }
+
+/// `HeadClock::idle_at` while the connection is not idle.
+const NOT_IDLE: u64 = u64::MAX;
 
 /// The [`Timer`] handed to hyper's HTTP/1 builder, one per connection.
 #[derive(Debug, Clone)]
@@ -98,18 +146,22 @@ impl Timer for HeadTimer {
     /// before), which we replace with the rule above.
     fn sleep_until(&self, hyper_deadline: Instant) -> Pin<Box<dyn Sleep>> {
         let clock = self.0.clone();
-        let first = clock.heads.fetch_add(1, Relaxed) == 0;
-        let (deadline, started) = if first {
+        let index = clock.heads.fetch_add(1, Relaxed);
+        let bytes_at_start = clock.bytes_read.load(Relaxed);
+        let (deadline, started) = if index == 0 {
             (clock.first_head_deadline(), true)
         } else {
             // hyper's deadline minus its timeout is the "now" it just
             // read: one clock read per request instead of two.
             let now = hyper_deadline - clock.header_timeout;
+            clock.bytes_at_idle.store(bytes_at_start, Relaxed);
+            let idle_at = now.saturating_duration_since(clock.accepted_at).as_nanos();
+            clock.idle_at.store(idle_at as u64, Relaxed);
             (now + clock.idle_timeout, false)
         };
-        let bytes_at_start = clock.bytes_read.load(Relaxed);
         Box::pin(HeadSleep {
             clock,
+            index,
             deadline,
             bytes_at_start,
             started,
@@ -123,6 +175,8 @@ impl Timer for HeadTimer {
 /// shared timer ([`HeadClock`]) at its deadline and polls that.
 struct HeadSleep {
     clock: Arc<HeadClock>,
+    /// Which head wait this is (0 for the first).
+    index: u64,
     deadline: Instant,
     bytes_at_start: u64,
     started: bool,
@@ -157,6 +211,17 @@ impl Future for HeadSleep {
 
 impl Sleep for HeadSleep {}
 
+impl Drop for HeadSleep {
+    /// hyper drops the sleep when the head is complete (or the connection
+    /// ends): the connection is no longer idle. Only the newest wait may
+    /// say so.
+    fn drop(&mut self) {
+        if self.clock.heads.load(Relaxed) == self.index + 1 {
+            self.clock.idle_at.store(NOT_IDLE, Relaxed);
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     struct PlainSleep {
         #[pin]
@@ -175,12 +240,13 @@ impl Sleep for PlainSleep {}
 
 /// The connection's IO as hyper sees it: first the bytes the protocol sniff
 /// already read (`prefix`), then the socket, counting every byte read into
-/// the [`HeadClock`].
+/// the [`HeadClock`]. Its close lingers (see `lingering_close`).
 #[derive(Debug)]
 pub struct CountingIo<T> {
     inner: T,
     prefix: Bytes,
     clock: Arc<HeadClock>,
+    close: Linger,
 }
 
 impl<T> CountingIo<T> {
@@ -191,6 +257,7 @@ impl<T> CountingIo<T> {
             inner,
             prefix,
             clock,
+            close: Linger::Open,
         }
     }
 }
@@ -217,7 +284,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -243,6 +310,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let linger = this.clock.lingers();
+        this.close.poll_close(&mut this.inner, linger, cx)
     }
 }

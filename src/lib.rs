@@ -14,8 +14,10 @@
 //! balancers stop sending traffic, the on-shutdown [`hooks`] fire, and for
 //! `drain_delay` everything else carries on. Then the **drain**: the
 //! listener is closed so new connections are refused, every connection is
-//! told to finish (idle keep-alives close, in-flight HTTP/1 responses carry
-//! `Connection: close`, HTTP/2 gets GOAWAY), event streams send a last
+//! told to finish (HTTP/1 responses carry `Connection: close`, keep-alive
+//! connections close once idle, after a short grace if they were just used
+//! so that a client's next request is not cut off; HTTP/2 gets GOAWAY),
+//! event streams send a last
 //! `shutdown` event, and background workers are cancelled. The server waits
 //! — on events, not a polling loop — until all of it is done, or until
 //! `shutdown_timeout`. If the deadline comes first, requests still waiting
@@ -38,6 +40,10 @@
 //! - `head_timer`: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
 //!   single header timer.
 //! - `write_stall`: a peer that stops reading is cut off.
+//! - `keepalive_grace`: at the drain, idle HTTP/1 keep-alive connections
+//!   close without racing the client's next request.
+//! - `lingering_close`: a close after a response reads what the client
+//!   still sends, so no reset destroys the response.
 //! - `executor`: where HTTP/2 stream tasks run, so a forced close reaches
 //!   them.
 //! - `h2_idle`: Go's `IdleTimeout` for HTTP/2: a connection with no open
@@ -83,6 +89,8 @@ pub mod fuzzing;
 mod h2_idle;
 mod head_timer;
 pub mod hooks;
+mod keepalive_grace;
+mod lingering_close;
 pub mod listener;
 mod metrics;
 pub mod notify;

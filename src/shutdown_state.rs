@@ -152,10 +152,11 @@ impl ShutdownState {
     /// 1. the phase, first, because a connection still reading its first
     ///    bytes checks it to decide whether to serve one request and close;
     /// 2. `closing`: event streams send their last event, background
-    ///    workers stop at their next check;
-    /// 3. the graceful signal to every watched connection: idle HTTP/1
-    ///    closes, in-flight HTTP/1 answers with `Connection: close`,
-    ///    HTTP/2 gets GOAWAY.
+    ///    workers stop at their next check, and HTTP/1 connections begin
+    ///    their keep-alive grace (idle for longer than it: closed now;
+    ///    busy or used recently: the next response carries
+    ///    `Connection: close`);
+    /// 3. the graceful signal to every watched HTTP/2 connection: GOAWAY.
     ///
     /// The signal is sent when the returned future is first polled; it
     /// then resolves when the last watched connection is gone.

@@ -44,7 +44,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::Either;
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::error;
@@ -78,9 +78,10 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let app = &self.app;
+        let http1 = req.version() < Version::HTTP_2;
         let instant = |res: Response<Body>| {
             app.metrics.record_status(res.status().as_u16());
-            Either::Left(ready(Ok(res)))
+            Either::Left(ready(Ok(last_if_draining(app, http1, res))))
         };
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
         match req.uri().path() {
@@ -90,26 +91,26 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             "/healthz" | "/livez" | "/metrics" => instant(respond::method_not_allowed("GET, HEAD")),
 
             "/api/items" => match *req.method() {
-                Method::GET => work(app, items::list(app.clone(), req)),
-                Method::POST => work(app, items::create(app.clone(), req)),
+                Method::GET => work(app, http1, items::list(app.clone(), req)),
+                Method::POST => work(app, http1, items::create(app.clone(), req)),
                 _ => instant(respond::method_not_allowed("GET, POST")),
             },
             path if path.starts_with("/api/items/") => {
                 match (req.method().clone(), items::parse_id(path)) {
                     (_, None) => instant(respond::not_found()),
                     (Method::GET | Method::HEAD, Some(id)) => {
-                        work(app, items::get(app.clone(), id))
+                        work(app, http1, items::get(app.clone(), id))
                     }
-                    (Method::DELETE, Some(id)) => work(app, items::delete(app.clone(), id)),
+                    (Method::DELETE, Some(id)) => work(app, http1, items::delete(app.clone(), id)),
                     _ => instant(respond::method_not_allowed("GET, HEAD, DELETE")),
                 }
             }
-            "/api/slow" if get => work(app, slow::slow(app.clone(), req)),
+            "/api/slow" if get => work(app, http1, slow::slow(app.clone(), req)),
             "/api/slow" => instant(respond::method_not_allowed("GET, HEAD")),
             "/api/stream" if get => instant(stream::stream(app, &req)),
             "/api/stream" => instant(respond::method_not_allowed("GET, HEAD")),
 
-            "/debug/panic" if app.config.debug_routes => work(app, async {
+            "/debug/panic" if app.config.debug_routes => work(app, http1, async {
                 panic!("/debug/panic was asked to panic");
             }),
             _ => instant(respond::not_found()),
@@ -121,10 +122,29 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 /// gets.
 fn work(
     app: &Arc<App>,
+    http1: bool,
     handler: impl Future<Output = Response<Body>> + Send + 'static,
 ) -> ResponseFuture {
     let deadline = Instant::now() + app.config.request_timeout;
-    Either::Right(Box::pin(guarded(app.clone(), deadline, handler).map(Ok)))
+    let app = app.clone();
+    Either::Right(Box::pin(async move {
+        let res = guarded(app.clone(), deadline, handler).await;
+        Ok(last_if_draining(&app, http1, res))
+    }))
+}
+
+/// Once the drain has begun, every HTTP/1 response says it is the last on
+/// its connection: the client reads its answer and takes its next request
+/// elsewhere. This is how a keep-alive connection that was busy, or used
+/// within the keep-alive grace, is closed without racing the client (see
+/// `keepalive_grace`). HTTP/2 has GOAWAY instead, and must not carry the
+/// header at all.
+fn last_if_draining(app: &App, http1: bool, res: Response<Body>) -> Response<Body> {
+    if http1 && app.shutdown.is_draining() {
+        respond::closing(res)
+    } else {
+        res
+    }
 }
 
 /// The guarantees:

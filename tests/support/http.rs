@@ -89,6 +89,12 @@ pub async fn connect(addr: SocketAddr) -> Conn {
     stream.into()
 }
 
+/// Writes raw bytes; an error (the server closed or reset the connection)
+/// is returned, for tests that count it.
+pub async fn try_send(conn: &mut Conn, raw: &[u8]) -> std::io::Result<()> {
+    conn.stream.write_all(raw).await
+}
+
 /// Writes raw bytes.
 pub async fn send(conn: &mut Conn, raw: &[u8]) {
     conn.stream.write_all(raw).await.expect("write");

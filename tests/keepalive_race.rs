@@ -1,0 +1,173 @@
+//! The keep-alive race at the drain (RFC 9112 §9.5), and the lingering
+//! close: no client that sends a request on a keep-alive connection as the
+//! drain begins is left without an answer, and no answer is destroyed by
+//! a reset.
+
+mod support;
+
+use std::time::Duration;
+
+use lameduck::{Config, Outcome, Phase};
+use support::http::{self, Conn};
+use support::{TestServer, test_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STOP: Duration = Duration::from_secs(15);
+
+/// One client in a tight loop on one keep-alive connection: request,
+/// response, request… until a response says `Connection: close`. Returns
+/// how many requests it wrote that got no complete response.
+async fn tight_loop(mut conn: Conn) -> usize {
+    loop {
+        let get = b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n";
+        if http::try_send(&mut conn, get).await.is_err() {
+            return 1; // The server closed under a request being written.
+        }
+        match http::read_response(&mut conn).await {
+            Some(res) if res.status == 200 && res.closes() => return 0,
+            Some(res) if res.status == 200 => {}
+            _ => return 1, // Written, and no complete answer.
+        }
+    }
+}
+
+/// Clients that send their next request in a tight loop as the drain
+/// begins get a complete response to every request they wrote, over
+/// repeated trials: the last one carries `Connection: close`, and only then
+/// does the connection close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_sending_in_a_tight_loop_as_the_drain_begins_always_get_an_answer() {
+    for trial in 0..5 {
+        let server = TestServer::start(test_config()).await;
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            let conn = http::connect(server.addr).await;
+            clients.push(tokio::spawn(tight_loop(conn)));
+        }
+        // Let the loops run, then begin the drain in the middle of them.
+        tokio::time::sleep(Duration::from_millis(20 + 10 * trial)).await;
+        server.shutdown();
+        let mut failed = 0;
+        for client in clients {
+            failed += tokio::time::timeout(STOP, client)
+                .await
+                .expect("every client got its Connection: close")
+                .unwrap();
+        }
+        let report = server.report_within(STOP).await;
+        assert_eq!(failed, 0, "trial {trial}: requests without an answer");
+        assert_eq!(report.outcome, Outcome::Drained);
+    }
+}
+
+/// A connection used within the keep-alive grace stays open when the drain
+/// begins, and its next request is answered, with `Connection: close`.
+#[tokio::test]
+async fn a_recently_used_connection_is_answered_with_connection_close_during_the_grace() {
+    let server = TestServer::start(Config {
+        keepalive_grace: Duration::from_secs(5),
+        ..test_config()
+    })
+    .await;
+    let mut conn = http::connect(server.addr).await;
+    http::send_get(&mut conn, "/livez").await;
+    assert!(!http::read_response(&mut conn).await.unwrap().closes());
+
+    server.shutdown();
+    server
+        .wait_until(STOP, "draining", |app| {
+            app.shutdown.phase() == Phase::Draining
+        })
+        .await;
+    http::send_get(&mut conn, "/livez").await;
+    let res = http::read_response(&mut conn).await.expect("an answer");
+    assert_eq!(res.status, 200);
+    assert!(res.closes(), "the last answer says so: {res:?}");
+    http::closed_within(&mut conn, Duration::from_secs(3)).await;
+    assert_eq!(server.report_within(STOP).await.outcome, Outcome::Drained);
+}
+
+/// A connection idle for longer than the grace is closed the moment the
+/// drain begins, not a grace later.
+#[tokio::test]
+async fn a_connection_idle_longer_than_the_grace_closes_at_once() {
+    let grace = Duration::from_secs(2);
+    let server = TestServer::start(Config {
+        keepalive_grace: grace,
+        ..test_config()
+    })
+    .await;
+    let mut conn = http::connect(server.addr).await;
+    http::send_get(&mut conn, "/livez").await;
+    assert_eq!(http::read_response(&mut conn).await.unwrap().status, 200);
+    tokio::time::sleep(grace + Duration::from_millis(300)).await;
+
+    let started = std::time::Instant::now();
+    server.shutdown();
+    http::closed_within(&mut conn, grace / 2).await;
+    let report = server.report_within(STOP).await;
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert!(started.elapsed() < grace, "took {:?}", started.elapsed());
+}
+
+/// A connection used just now and then left idle is closed when its grace
+/// ends, so the drain does not wait for the idle timeout.
+#[tokio::test]
+async fn a_recently_used_connection_left_idle_closes_when_its_grace_ends() {
+    let server = TestServer::start(Config {
+        keepalive_grace: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let mut conn = http::connect(server.addr).await;
+    http::send_get(&mut conn, "/livez").await;
+    assert_eq!(http::read_response(&mut conn).await.unwrap().status, 200);
+    server.shutdown();
+    // The idle timeout is 60 s; the grace is what closes it.
+    http::closed_within(&mut conn, Duration::from_secs(5)).await;
+    assert_eq!(server.report_within(STOP).await.outcome, Outcome::Drained);
+}
+
+/// A close after a response lingers: the server reads and discards what
+/// the client sent that it will never use (here, a request body nobody
+/// reads), so the socket closes with nothing unread. Closed with unread
+/// bytes, the kernel would send a reset instead of a FIN and throw away
+/// the part of the response still waiting in its send buffer — here most
+/// of it, since the client reads slowly through a small receive buffer.
+#[tokio::test]
+async fn a_response_is_not_cut_by_a_reset_when_the_client_sent_more() {
+    let server = TestServer::start(test_config()).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: the response cannot all be sent before the close.
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut conn = socket.connect(server.addr).await.unwrap();
+    // `/metrics` answers at once (a few KiB) and never reads the body: most
+    // of it is still unread when the server closes.
+    let body = vec![b'x'; 40_000];
+    let head = format!(
+        "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body).await.unwrap();
+    // Read only once the server has had time to close its side.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(STOP, conn.read_to_end(&mut got)).await;
+    let mut reader = lameduck::testing::http1::ResponseReader::new();
+    reader.feed(&got);
+    reader.end();
+    let res = reader
+        .next(lameduck::testing::http1::Method::Other)
+        .expect("a well-formed response")
+        .expect("a whole response head");
+    assert_eq!(res.status, 200);
+    assert!(
+        res.complete,
+        "the response was cut after {} bytes of body ({read:?})",
+        res.body.len()
+    );
+    assert!(matches!(read, Ok(Ok(_))), "the read ended with {read:?}");
+    server.shutdown();
+    server.report_within(STOP).await;
+}
