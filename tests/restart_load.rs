@@ -245,8 +245,12 @@ async fn clients_racing_the_drain_get_every_answer() {
 /// not coming.
 #[tokio::test]
 async fn a_connection_idle_past_the_grace_closes_at_once() {
-    let grace = Duration::from_millis(250);
-    let server = TestServer::start(test_config()).await;
+    let grace = Duration::from_millis(200);
+    let server = TestServer::start(lameduck::Config {
+        keepalive_grace: grace,
+        ..test_config()
+    })
+    .await;
     let mut conn = support::http::connect(server.addr).await;
     support::http::send_get(&mut conn, "/healthz").await;
     let res = support::http::read_response(&mut conn)

@@ -83,7 +83,9 @@ impl Lameduck {
             }
             self.log
                 .find_after(mark, |l| {
-                    l.split("listening on ").nth(1)?.trim().parse().ok()
+                    // `listening on ADDR pid=N ...`
+                    let rest = l.split("listening on ").nth(1)?;
+                    rest.split_whitespace().next()?.parse().ok()
                 })
                 .map(Ok)
         });
