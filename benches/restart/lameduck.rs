@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::process::{self, Exit, Log};
 use super::target::{BoxError, Restarted, Target};
@@ -20,6 +20,10 @@ use super::target::{BoxError, Restarted, Target};
 /// How long a start, an upgrade or a shutdown may take before the bench
 /// calls it failed. lameduck's own deadline is 15 s.
 const STEP_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long after a process's exit its last stderr lines may still be
+/// on their way through the pipe to the bench's reader thread.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 /// Which restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +111,8 @@ impl Lameduck {
         let old = self.pid;
         let mark = self.log.mark();
         process::signal(old, libc::SIGHUP)?;
+        // The old process's exit, once seen, and when.
+        let mut exited: Option<(Exit, Instant)> = None;
         let new_pid = process::poll_until(STEP_LIMIT, || {
             let reported = self.log.find_after(mark, |l| {
                 let rest = l.split("cause=\"upgrade\"").nth(1)?;
@@ -120,8 +126,17 @@ impl Lameduck {
             if let Some(pid) = reported {
                 return Some(Ok(pid));
             }
-            // A process that does not know SIGHUP dies of it.
-            process::try_exit(old).map(Err)
+            if exited.is_none() {
+                exited = process::try_exit(old).map(|exit| (exit, Instant::now()));
+            }
+            // The report is the old process's last line, written just
+            // before it exits: it may still be in the pipe when the exit is
+            // seen. Only an exit with no report for a while is a failure (a
+            // process that does not know SIGHUP dies of it).
+            match exited {
+                Some((exit, at)) if at.elapsed() > LAST_LINES_WAIT => Some(Err(exit)),
+                _ => None,
+            }
         });
         let new_pid: i32 = match new_pid {
             Some(Ok(pid)) => pid,
@@ -132,9 +147,12 @@ impl Lameduck {
             }
             None => return Err(self.failed(&format!("pid {old} reported no upgrade"))),
         };
-        // The report is its last line; the exit follows.
-        let old_exit = process::wait_exit(old, STEP_LIMIT)
-            .ok_or_else(|| self.failed(&format!("pid {old} did not exit after upgrading")))?;
+        let old_exit = match exited {
+            Some((exit, _)) => exit,
+            // The report is its last line; the exit follows.
+            None => process::wait_exit(old, STEP_LIMIT)
+                .ok_or_else(|| self.failed(&format!("pid {old} did not exit after upgrading")))?,
+        };
         self.pid = new_pid;
         Ok(Restarted {
             old_pid: Some(old),
