@@ -214,10 +214,23 @@ impl Target for Lameduck {
 
 impl Drop for Lameduck {
     fn drop(&mut self) {
-        // Never leave a server behind, even when a run fails halfway.
-        if self.pid != 0 && process::try_exit(self.pid).is_none() {
-            let _ = process::signal(self.pid, libc::SIGKILL);
-            let _ = process::wait_exit(self.pid, Duration::from_secs(5));
+        // Never leave a server behind, even when a run fails halfway: the
+        // serving process, and any process an upgrade started that the
+        // bench lost track of (one whose report came too late).
+        let mut pids = vec![self.pid];
+        pids.extend(self.log.all_after(0, |l| {
+            l.split("new_pid=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<i32>()
+                .ok()
+        }));
+        for pid in pids.into_iter().filter(|&pid| pid > 0) {
+            if process::try_exit(pid).is_none() {
+                let _ = process::signal(pid, libc::SIGKILL);
+                let _ = process::wait_exit(pid, Duration::from_secs(5));
+            }
         }
     }
 }

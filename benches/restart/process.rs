@@ -71,6 +71,12 @@ impl Log {
         lines.iter().skip(mark).find_map(|l| find(l))
     }
 
+    /// Everything `find` gives for the lines after `mark`.
+    pub fn all_after<T>(&self, mark: usize, find: impl Fn(&str) -> Option<T>) -> Vec<T> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().skip(mark).filter_map(|l| find(l)).collect()
+    }
+
     /// The last `n` lines, for error messages.
     pub fn tail(&self, n: usize) -> String {
         let lines = self.lines.lock().unwrap();
