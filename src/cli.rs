@@ -13,11 +13,16 @@ use crate::config::Config;
 
 /// A graceful-shutdown HTTP server. On SIGTERM or SIGINT it fails its health
 /// check, stops accepting, drains in-flight requests, and exits 0; a second
-/// signal or the deadline forces the close and exits 1.
+/// signal or the deadline forces the close and exits 1. On SIGHUP it
+/// upgrades in place: the binary on disk now is started on the same
+/// listening socket, and once it is ready the old process drains and exits
+/// 0. Started with LISTEN_FDS (systemd socket activation), it serves the
+/// inherited socket instead of binding --addr.
 #[derive(Debug, Parser)]
 #[command(name = "lameduck", version)]
 pub struct Cli {
-    /// Address to listen on; port 0 picks a free port. Go: `Server.Addr`.
+    /// Address to listen on; port 0 picks a free port. Ignored when a
+    /// socket is inherited (LISTEN_FDS). Go: `Server.Addr`.
     #[arg(long, env = "LAMEDUCK_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
@@ -105,6 +110,15 @@ pub struct Cli {
     /// for shutdown between batches.
     #[arg(long, env = "LAMEDUCK_CLEANUP_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub cleanup_batch: u32,
+
+    /// On SIGHUP, how long the new process has to open its store and say it
+    /// is ready before the old one stops it and goes on serving. The
+    /// default is ample for a start-up that takes milliseconds (a slow
+    /// disk, a migration) and still ends a hung upgrade well inside
+    /// systemd's default 90s reload timeout. Go: none built in (tableflip
+    /// leaves it to the caller's context).
+    #[arg(long, env = "LAMEDUCK_UPGRADE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub upgrade_timeout: Duration,
 }
 
 impl Cli {
@@ -127,6 +141,7 @@ impl Cli {
             debug_routes: self.debug_routes,
             db: self.db.clone(),
             cleanup_batch: self.cleanup_batch as usize,
+            upgrade_timeout: self.upgrade_timeout,
         }
     }
 }

@@ -78,6 +78,12 @@ pub struct Config {
     /// lost at exit. [`crate::Server::new`] ignores it and always uses
     /// memory; [`crate::Server::with_store`] takes the store it is given.
     pub db: PathBuf,
+    /// How long the new process of an upgrade (SIGHUP) has to say it is
+    /// ready before the old one gives up on it, stops it and goes on
+    /// serving. Go: none built in; tableflip leaves it to the caller's
+    /// context. See [`crate::upgrade`].
+    pub upgrade_timeout: Duration,
+
     /// At most this many expired items per cleaner transaction. The cleaner
     /// checks for cancellation between batches, so this bounds how long
     /// shutdown can wait on a purge.
@@ -103,6 +109,7 @@ impl Default for Config {
             debug_routes: false,
             db: PathBuf::from("lameduck.db"),
             cleanup_batch: 500,
+            upgrade_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -49,12 +49,16 @@
 //! - `h2_idle`: Go's `IdleTimeout` for HTTP/2: a connection with no open
 //!   stream is noticed.
 //! - `accept_errors`: accept errors, classified, with back-off.
-//! - [`listener`]: the listening socket, built with socket2.
+//! - [`listener`]: the listening socket, inherited (`LISTEN_FDS`) or built
+//!   with socket2.
 //! - `phase`: the phases, as a small state machine ([`Phase`]).
 //! - [`hooks`]: on-shutdown callbacks (`RegisterOnShutdown`).
 //! - [`report`]: the shutdown report and exit code.
-//! - [`signals`]: SIGTERM/SIGINT → triggers. The only module that knows
-//!   about signals.
+//! - [`signals`]: SIGTERM/SIGINT/SIGHUP → triggers. The only module that
+//!   knows about signals.
+//! - [`upgrade`]: SIGHUP → a new process on the same socket, then the old
+//!   one drains (start, ready, exit).
+//! - [`notify`]: telling systemd (`sd_notify`): ready, reloading, stopping.
 //! - `service`: routing and handlers; how cancellation reaches work.
 //! - [`store`]: the item store; every call takes a cancellation token.
 //!   SQLite in WAL mode on a file (`--db`), or memory: reads interrupted
@@ -89,6 +93,7 @@ mod keepalive_grace;
 mod lingering_close;
 pub mod listener;
 mod metrics;
+pub mod notify;
 mod phase;
 pub mod report;
 pub mod server;
@@ -98,6 +103,7 @@ pub mod signals;
 pub mod store;
 #[cfg(feature = "test-harness")]
 pub mod testing;
+pub mod upgrade;
 mod write_stall;
 
 pub use app::App;

@@ -1,16 +1,32 @@
-//! The `lameduck` binary: flags, logging, bind, signals, run, exit code.
-//! Everything else lives in the library.
+//! The `lameduck` binary: flags, logging, the listening socket, signals,
+//! run, exit code. Everything else lives in the library.
+//!
+//! The order of start-up is part of the upgrade protocol
+//! ([`lameduck::upgrade`]): a new process says it is ready only once its
+//! store is open, its signal handlers are installed and the inherited
+//! socket is its listener, right before the accept loop starts.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use lameduck::cli::Cli;
+use lameduck::notify::Notifier;
+use lameduck::upgrade::{Origin, ReadySignal, Upgrader};
 use lameduck::{Server, listener, signals, store};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: `listenfd` removes variables
+    // from the environment, which races with any other thread reading it.
+    let inherited = listener::take_inherited();
+    // Where we were started from, before anyone can replace the file: an
+    // upgrade runs whatever is at this path then.
+    let origin = Origin::record();
+    // Set only in the new process of an upgrade.
+    let parent = ReadySignal::from_env();
+
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version are not errors: print them and exit 0.
@@ -32,6 +48,23 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    let inherited = match inherited {
+        Ok(inherited) => inherited,
+        Err(e) => return startup_error(format_args!("cannot use the inherited socket: {e}")),
+    };
+    let parent = match parent.transpose() {
+        Ok(parent) => parent,
+        Err(e) => return startup_error(format_args!("upgrade: {e}")),
+    };
+    // A new process of an upgrade that binds a socket of its own would
+    // take the service elsewhere (a different port, with port 0) while
+    // the old process drains: refuse, and let the upgrade fail.
+    if parent.is_some() && inherited.is_none() {
+        return startup_error(format_args!(
+            "upgrade: started to take over a socket, but no socket was inherited (LISTEN_FDS, LISTEN_PID)"
+        ));
+    }
+
     // Before listening: a database that cannot be opened or migrated is a
     // start-up error (exit 2), not a server that answers 500s.
     let store = match store::open(&config.db) {
@@ -45,26 +78,58 @@ fn main() -> ExitCode {
         Err(e) => return startup_error(format_args!("cannot start the runtime: {e}")),
     };
     let code = runtime.block_on(async {
-        let listener = match listener::bind(config.addr, config.backlog) {
-            Ok(l) => l,
-            Err(e) => return Err(format!("cannot listen on {}: {e}", config.addr)),
+        let (listener, how) = match inherited {
+            Some(socket) => (
+                listener::serve_inherited(socket)
+                    .map_err(|e| format!("cannot use the inherited socket: {e}"))?,
+                " (inherited)",
+            ),
+            None => (
+                listener::bind(config.addr, config.backlog)
+                    .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?,
+                "",
+            ),
         };
-        let (triggers, signal_task) =
+        let signals =
             signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        info!("listening on {addr}");
+        info!(pid = std::process::id(), "listening on {addr}{how}");
 
+        let notifier = Notifier::new();
+        let upgrader =
+            Upgrader::new(origin, &listener, config.upgrade_timeout, notifier.clone())
+                .map_err(|e| format!("cannot keep a copy of the socket for upgrades: {e}"))?;
         let server = Server::with_store(config, store);
+        let phases = tokio::spawn(
+            notifier
+                .clone()
+                .follow_phases(server.app().shutdown.subscribe()),
+        );
+
+        // Ready. A new process of an upgrade tells the old one, which tells
+        // the service manager on its behalf (see lameduck::notify); any
+        // other process tells the service manager itself.
+        match parent {
+            Some(parent) => {
+                if let Err(e) = parent.ready() {
+                    return Err(format!(
+                        "upgrade: cannot tell the old process we are ready: {e}"
+                    ));
+                }
+            }
+            None => notifier.ready(),
+        }
         let report = server
             .run(
                 listener,
-                triggers.shutdown.cancelled_owned(),
-                triggers.force.cancelled_owned(),
+                upgrader.serve(signals.upgrades, signals.triggers.shutdown.clone()),
+                signals.triggers.force.cancelled_owned(),
             )
             .await;
-        // The signal listener has done its job; stop it so the runtime can
-        // shut down.
-        signal_task.abort();
+        // The signal listener and the notifier have done their job; stop
+        // them so the runtime can shut down.
+        signals.task.abort();
+        phases.abort();
         Ok(report.exit_code())
     });
     // Hooks still running on the blocking pool do not hold the exit: the

@@ -6,5 +6,8 @@
 //! - [`http1`]: one HTTP/1 response reader, fed bytes as they arrive,
 //!   handing back whole responses and keeping what is left over for the
 //!   next one.
+//! - [`load`]: a load generator that records what became of every
+//!   request, for measuring restarts under load.
 
 pub mod http1;
+pub mod load;

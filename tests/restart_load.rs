@@ -1,0 +1,312 @@
+//! Restarts under load: the real binary upgraded by real SIGHUPs while
+//! workers from `lameduck::testing::load` send requests over loopback, and
+//! the in-process server's drain racing clients that never pause.
+//!
+//! The binary tests reuse the restart bench's process handling
+//! (`benches/restart/`), so the bench and the tests restart the server the
+//! same way; the last test runs the bench itself in its `--quick` mode.
+
+mod support;
+
+#[allow(dead_code)] // `main` and some helpers are only used by the bench binary.
+#[path = "../benches/restart.rs"]
+mod restart;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lameduck::testing::http1::{Method, ResponseReader};
+use lameduck::testing::load::{self, Load, Plan, Record, Work};
+use restart::process::Exit;
+use restart::target::{Restarted, Target};
+use restart::{Lameduck, Restart};
+use support::{TestServer, test_config};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The binary tests put real load on two shared cores: one at a time.
+static ONE_LOAD_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Upgrades per binary test.
+const UPGRADES: usize = 3;
+
+/// Runs `plan`'s load against a `lameduck ARGS` started here, upgrades it
+/// by SIGHUP [`UPGRADES`] times with load before, between and after, and
+/// returns what the load saw, what each upgrade did, and the server (still
+/// running, for checks afterwards).
+fn upgrades_under_load(
+    load: Load,
+    work: Work,
+    workers: usize,
+    args: &[&str],
+) -> (Record, Vec<Restarted>, Lameduck) {
+    let _one = ONE_LOAD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    restart::process::become_subreaper().expect("prctl(PR_SET_CHILD_SUBREAPER)");
+    let bin = Path::new(env!("CARGO_BIN_EXE_lameduck"));
+    let mut server = Lameduck::start(bin, args, Restart::Sighup).expect("lameduck starts");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let plan = Plan {
+        work,
+        run_for: Duration::from_secs(60),
+        ..Plan::new(server.addr(), load, workers)
+    };
+    let stop = CancellationToken::new();
+    let running = rt.spawn({
+        let stop = stop.clone();
+        async move { load::run(&plan, stop).await }
+    });
+    let pause = Duration::from_millis(300);
+    std::thread::sleep(pause);
+    let mut upgrades = Vec::new();
+    for _ in 0..UPGRADES {
+        match server.restart() {
+            Ok(done) => upgrades.push(done),
+            Err(e) => {
+                stop.cancel();
+                panic!("upgrade {} failed: {e}", upgrades.len() + 1);
+            }
+        }
+        std::thread::sleep(pause);
+    }
+    stop.cancel();
+    let record = rt.block_on(running).expect("load ran");
+    (record, upgrades, server)
+}
+
+/// Every upgrade replaced the process, every old process exited 0, and no
+/// two generations shared a pid.
+fn assert_clean_upgrades(upgrades: &[Restarted], server: &Lameduck) {
+    let mut pids: Vec<i32> = upgrades.iter().filter_map(|u| u.old_pid).collect();
+    pids.push(server.pid());
+    for (i, u) in upgrades.iter().enumerate() {
+        assert_ne!(u.old_pid, u.new_pid, "upgrade {i}: same pid");
+        assert_eq!(u.old_exit, Some(Exit::Code(0)), "upgrade {i}: {u:?}");
+    }
+    let mut unique = pids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), UPGRADES + 1, "pids {pids:?}");
+}
+
+/// No request failed, and plenty succeeded.
+fn assert_no_failures(record: &Record, what: &str) {
+    let total = record.total();
+    let failures: Vec<_> = record.failures().take(10).collect();
+    assert_eq!(
+        total.failed(),
+        0,
+        "{what}: {total:?}; first failures (time since start, class): {failures:?}"
+    );
+    assert!(total.ok > 50, "{what}: hardly any load: {total:?}");
+}
+
+fn sighup_upgrades_fail_no_request(load: Load) {
+    let (record, upgrades, mut server) = upgrades_under_load(load, Work::List, 12, &[]);
+    assert_no_failures(&record, load.name());
+    assert_clean_upgrades(&upgrades, &server);
+    server.stop().expect("the last process drains and exits 0");
+}
+
+/// Back-to-back keep-alive requests from 12 workers lose nothing across
+/// three SIGHUP upgrades: the new process serves the same socket before
+/// the old one stops, and the old one closes its connections without
+/// racing the next request.
+#[test]
+fn keepalive_load_loses_no_request_across_sighup_upgrades() {
+    sighup_upgrades_fail_no_request(Load::KeepAlive);
+}
+
+/// Keep-alive with think time, whose connections sit idle for 10 ms between
+/// requests when the drain begins, loses nothing across three upgrades.
+#[test]
+fn think_time_load_loses_no_request_across_sighup_upgrades() {
+    sighup_upgrades_fail_no_request(Load::Think);
+}
+
+/// A new connection per request loses nothing across three upgrades: no
+/// connection is left unaccepted in a listener that closes.
+#[test]
+fn churn_load_loses_no_request_across_sighup_upgrades() {
+    sighup_upgrades_fail_no_request(Load::Churn);
+}
+
+/// Items created by POSTs across three upgrades, in a SQLite file shared
+/// by the generations: every one acknowledged with 201 is in the database
+/// afterwards, under the id and name the 201 gave.
+#[test]
+fn every_acknowledged_create_survives_sighup_upgrades() {
+    let dir = std::env::temp_dir().join(format!("lameduck-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("items.db");
+    let db_arg = db.to_str().unwrap().to_owned();
+    let (record, upgrades, mut server) =
+        upgrades_under_load(Load::KeepAlive, Work::Create, 8, &["--db", &db_arg]);
+    assert_no_failures(&record, "POST");
+    assert_clean_upgrades(&upgrades, &server);
+    server.stop().expect("the last process drains and exits 0");
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: HashMap<u64, String> = conn
+        .prepare("SELECT id, name FROM items")
+        .unwrap()
+        .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let missing: Vec<_> = record
+        .acked
+        .iter()
+        .filter(|a| stored.get(&a.id) != Some(&a.name))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged items missing, e.g. {missing:?}",
+        record
+            .acked
+            .iter()
+            .filter(|a| stored.get(&a.id) != Some(&a.name))
+            .count(),
+        record.acked.len()
+    );
+    assert_eq!(record.acked.len() as u64, record.total().ok);
+    drop(conn);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One client that sends its next request the moment the last answer is
+/// read, until an answer says `Connection: close`. `Ok`: how many complete
+/// answers it got, the last one closing; `Err`: a request it wrote got no
+/// complete answer.
+async fn racing_client(addr: std::net::SocketAddr) -> Result<u64, String> {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).unwrap();
+    let mut reader = ResponseReader::new();
+    for answered in 1u64.. {
+        if let Err(e) = s
+            .write_all(b"GET /api/items HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+        {
+            return Err(format!("write of request {answered}: {e}"));
+        }
+        match reader.read_response(&mut s, Method::Other).await {
+            Ok(Some(r)) if r.complete && r.status == 200 => {
+                if r.closes() {
+                    return Ok(answered);
+                }
+            }
+            other => return Err(format!("request {answered}: {other:?}")),
+        }
+    }
+    unreachable!()
+}
+
+/// Clients that send their next request in a tight loop while the drain
+/// begins get a complete answer to every request they wrote, over repeated
+/// trials: a connection used that recently is not closed under its next
+/// request; its next answer carries `Connection: close` instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_racing_the_drain_get_every_answer() {
+    const CLIENTS: usize = 32;
+    const TRIALS: usize = 5;
+    for trial in 1..=TRIALS {
+        let server = TestServer::start(test_config()).await;
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| tokio::spawn(racing_client(server.addr)))
+            .collect();
+        // Drain while every client is mid-loop.
+        let before = server.app.metrics.requests_total();
+        server
+            .wait_until(Duration::from_secs(10), "clients under way", |app| {
+                app.metrics.requests_total() >= before + 20 * CLIENTS as u64
+            })
+            .await;
+        server.shutdown();
+        for client in clients {
+            let end = tokio::time::timeout(Duration::from_secs(10), client)
+                .await
+                .expect("client ended")
+                .expect("client did not panic");
+            assert!(end.is_ok(), "trial {trial}: {end:?}");
+        }
+        let report = server.report_within(Duration::from_secs(10)).await;
+        assert_eq!(report.exit_code(), 0, "trial {trial}: {report:?}");
+    }
+}
+
+/// A kept-alive connection idle for longer than the keep-alive grace when
+/// the drain begins is closed at once, not kept for a next request that is
+/// not coming.
+#[tokio::test]
+async fn a_connection_idle_past_the_grace_closes_at_once() {
+    let grace = Duration::from_millis(200);
+    let server = TestServer::start(lameduck::Config {
+        keepalive_grace: grace,
+        ..test_config()
+    })
+    .await;
+    let mut conn = support::http::connect(server.addr).await;
+    support::http::send_get(&mut conn, "/healthz").await;
+    let res = support::http::read_response(&mut conn)
+        .await
+        .expect("answer");
+    assert_eq!(res.status, 200);
+    // Idle past the grace: this wait is the condition under test.
+    tokio::time::sleep(grace + Duration::from_millis(150)).await;
+    let drain = Instant::now();
+    server.shutdown();
+    let rest = support::http::closed_within(&mut conn, grace / 2).await;
+    assert!(rest.is_empty(), "unexpected bytes: {rest:?}");
+    assert!(drain.elapsed() < grace / 2);
+    server.report_within(Duration::from_secs(10)).await;
+}
+
+/// The restart bench in its `--quick` mode: every row runs its restarts
+/// against the binary, the SIGHUP rows' old processes exit 0, and the
+/// JSON parses back. The counts are tiny: this proves the bench works,
+/// not any figure.
+#[test]
+fn quick_restart_bench_runs_every_row() {
+    let _one = ONE_LOAD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut opts = restart::Options::from_args(["--quick".to_owned()]).expect("options");
+    opts.bin = env!("CARGO_BIN_EXE_lameduck").into();
+    let figures = restart::run(&opts).expect("the quick bench runs");
+    let names: Vec<&str> = figures.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "http1_sighup_keepalive_c4",
+            "http1_naive_keepalive_c4",
+            "http1_sighup_think_c4",
+            "http1_naive_think_c4",
+            "http1_sighup_churn_c4",
+            "http1_naive_churn_c4",
+        ]
+    );
+    for row in &figures.rows {
+        assert_eq!(row.error, None, "{}", row.name);
+        assert_eq!(row.restarts, opts.restarts, "{}", row.name);
+        assert!(row.ok > 0, "{}: no load", row.name);
+        for r in &row.per_restart {
+            assert_ne!(r.old_pid, r.new_pid, "{}", row.name);
+            if row.method == "sighup" {
+                assert_eq!(r.old_exit.as_deref(), Some("Code(0)"), "{}", row.name);
+            }
+        }
+    }
+    let json = std::env::temp_dir().join(format!("lameduck-restart-{}.json", std::process::id()));
+    figures.write_json(&json).expect("write JSON");
+    let text = std::fs::read_to_string(&json).expect("read JSON back");
+    let _ = std::fs::remove_file(&json);
+    let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    assert_eq!(parsed["rows"][0]["name"], "http1_sighup_keepalive_c4");
+    assert!(figures.table().contains("| `http1_naive_churn_c4` |"));
+}
