@@ -31,7 +31,7 @@ use crate::app::App;
 use crate::executor::StreamExecutor;
 use crate::h2_idle::StreamCount;
 use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
-use crate::keepalive_grace;
+use crate::keepalive_grace::KeepAliveGrace;
 use crate::service::Service;
 use crate::write_stall::WriteStall;
 
@@ -155,7 +155,7 @@ pub async fn serve<T>(
             } else {
                 let conn = h1.serve_connection(io, cfg.service.clone());
                 let drain = cfg.app.shutdown.closing();
-                keepalive_grace::serve(conn, drain, &clock, cfg.keepalive_grace).await
+                KeepAliveGrace::new(conn, drain, &clock, cfg.keepalive_grace).await
             }
         }
         Protocol::Http2 => {
