@@ -11,6 +11,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -301,4 +302,90 @@ fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A failed upgrade is a finished reload too: `RELOADING=1`, then
+/// `READY=1` from the old process again, with a `STATUS=` that says so.
+#[test]
+fn a_failed_upgrade_tells_the_service_manager_the_old_process_serves_on() {
+    let dir = scratch_dir("notify-failed");
+    let exe = dir.join("lameduck");
+    std::fs::copy(BINARY, &exe).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let socket = NotifySocket::bind(&socket_path);
+    let mut bin = Binary::start_from(
+        &exe,
+        &[],
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    // A broken build, renamed over the binary as a deploy would.
+    let staged = dir.join("lameduck.new");
+    std::fs::write(&staged, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&staged, &exe).unwrap();
+    assert!(socket.next().1.contains("READY=1"));
+
+    bin.signal(libc::SIGHUP);
+    assert!(socket.next().1.contains("RELOADING=1"));
+    let (from, failed) = socket.next();
+    assert_eq!(from, bin.pid());
+    assert!(failed.lines().any(|l| l == "READY=1"), "{failed}");
+    assert!(
+        value_of(&failed, "STATUS").starts_with("upgrade failed"),
+        "{failed}"
+    );
+    assert!(!failed.contains("MAINPID"), "{failed}");
+
+    bin.signal(libc::SIGTERM);
+    assert!(socket.next().1.contains("STOPPING=1"));
+    assert_eq!(bin.exit_code_within(WITHIN), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A drain that runs long keeps telling systemd it is making progress: an
+/// `EXTEND_TIMEOUT_USEC` with `STOPPING=1`, then another every 2 s, each
+/// reaching past the next, while a 2.5 s request finishes.
+#[test]
+fn a_long_drain_extends_the_stop_timeout_while_it_runs() {
+    let dir = scratch_dir("notify-extend");
+    let socket_path = dir.join("notify.sock");
+    let socket = NotifySocket::bind(&socket_path);
+    let mut bin = Binary::start_from(
+        Path::new(BINARY),
+        &[],
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    assert!(socket.next().1.contains("READY=1"));
+    let addr = bin.addr;
+    let slow = std::thread::spawn(move || get_status(addr, "/api/slow?ms=2500"));
+    let start = Instant::now();
+    while !get_metrics(addr).contains("lameduck_requests_in_flight 1") {
+        assert!(start.elapsed() < WITHIN, "the slow request never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    bin.signal(libc::SIGTERM);
+    let (_, stopping) = socket.next();
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let first: u64 = value_of(&stopping, "EXTEND_TIMEOUT_USEC").parse().unwrap();
+    let (_, again) = socket.next();
+    let second: u64 = value_of(&again, "EXTEND_TIMEOUT_USEC").parse().unwrap();
+    // Each reaches past the next one, sent 2 s later.
+    assert!(first > 2_000_000 && second > 2_000_000, "{first} {second}");
+    assert_eq!(slow.join().unwrap().unwrap(), 200);
+    assert_eq!(bin.exit_code_within(WITHIN), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `GET /metrics`, the body.
+fn get_metrics(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
