@@ -4,7 +4,7 @@
 //!
 //! The tests that run systemd's own tools are `#[ignore]`d, because a fresh
 //! machine may lack them; `.ci/run` installs the `systemd` package and runs
-//! them with `cargo test -- --ignored`. Run them by hand the same way.
+//! them with `cargo test --test systemd -- --ignored`. Run them by hand the same way.
 
 mod support;
 
