@@ -112,11 +112,11 @@ pub struct Cli {
     pub cleanup_batch: u32,
 
     /// On SIGHUP, how long the new process has to open its store and say it
-    /// is ready before the old one stops it and goes on serving. The
-    /// default is ample for a start-up that takes milliseconds (a slow
-    /// disk, a migration) and still ends a hung upgrade well inside
-    /// systemd's default 90s reload timeout. Go: none built in (tableflip
-    /// leaves it to the caller's context).
+    /// is ready before the old one stops it and goes on serving. Start-up
+    /// takes milliseconds; the default leaves room for a slow disk or a
+    /// long migration, and still ends a hung upgrade well inside the
+    /// time systemd gives a reload (TimeoutStartSec, 90s by default). Go:
+    /// none built in (tableflip leaves it to the caller's context).
     #[arg(long, env = "LAMEDUCK_UPGRADE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub upgrade_timeout: Duration,
 }

@@ -14,7 +14,7 @@ use lameduck::cli::Cli;
 use lameduck::notify::Notifier;
 use lameduck::upgrade::{Origin, ReadySignal, Upgrader};
 use lameduck::{Server, listener, signals, store};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -110,11 +110,11 @@ fn main() -> ExitCode {
         // the service manager on its behalf (see lameduck::notify); any
         // other process tells the service manager itself.
         match parent {
+            // If the old process is gone (it gave up on us, or died), serve
+            // on: one that gave up sends SIGTERM next, and we drain.
             Some(parent) => {
                 if let Err(e) = parent.ready() {
-                    return Err(format!(
-                        "upgrade: cannot tell the old process we are ready: {e}"
-                    ));
+                    warn!(error = %e, "upgrade: cannot tell the old process we are ready");
                 }
             }
             None => notifier.ready(),
@@ -130,7 +130,7 @@ fn main() -> ExitCode {
         // them so the runtime can shut down.
         signals.task.abort();
         phases.abort();
-        Ok(report.exit_code())
+        Ok::<_, String>(report.exit_code())
     });
     // Hooks still running on the blocking pool do not hold the exit: the
     // outer deadline rules (see lameduck::hooks).

@@ -102,9 +102,10 @@ fn the_file_replaced_on_disk_is_what_the_upgrade_runs() {
 }
 
 /// An upgrade to a file that exits at once, then to one that never says
-/// ready: each time the old process logs why, stops and reaps the new
-/// process (its pid is gone, not a zombie), and serves throughout with no
-/// failed request. With the good file back, the next upgrade succeeds.
+/// ready, then to one that also ignores SIGTERM: each time the old process
+/// logs why, stops and reaps the new process (SIGKILL for the last; its pid
+/// is gone, not a zombie), and serves throughout with no failed request.
+/// With the good file back, the next upgrade succeeds.
 #[test]
 fn a_failed_upgrade_keeps_the_old_process_serving_and_reaps_the_new_one() {
     become_subreaper();
@@ -117,6 +118,8 @@ fn a_failed_upgrade_keeps_the_old_process_serving_and_reaps_the_new_one() {
     let attempts = [
         ("exit 1", "before it was ready|closed its ready pipe"),
         ("exec sleep 1000", "not ready within 1s"),
+        // Ignores SIGTERM: it gets SIGKILL after STOP_CHILD_WAIT.
+        ("trap '' TERM\nexec sleep 1000", "not ready within 1s"),
     ];
     for (n, (script, why)) in attempts.into_iter().enumerate() {
         dir.install_script(script);
@@ -135,6 +138,7 @@ fn a_failed_upgrade_keeps_the_old_process_serving_and_reaps_the_new_one() {
         );
         clients.wait_for_more(30, WITHIN);
     }
+    assert_eq!(bin.count_logs("ignored SIGTERM: SIGKILL"), 1);
 
     dir.install_binary();
     bin.signal(libc::SIGHUP);

@@ -4,10 +4,10 @@
 //! The protocol has three named steps, as in cloudflare's tableflip
 //! (`Upgrade()`, `Ready()`, `Exit()`):
 //!
-//! 1. **Start** ([`start`]): on SIGHUP the old process starts the binary
+//! 1. **Start** (`start.rs`): on SIGHUP the old process starts the binary
 //!    that is on disk now, same arguments and environment, and hands it
 //!    the listening socket as fd 3 (`LISTEN_FDS=1`) and a pipe as fd 4.
-//! 2. **Ready** ([`ready`]): the new process opens its store, installs its
+//! 2. **Ready** (`ready.rs`): the new process opens its store, installs its
 //!    signal handlers, and serves the inherited socket — it binds nothing.
 //!    Right before its accept loop starts, it writes one byte to the pipe.
 //!    Until then, the old process accepts from the same socket as usual;

@@ -9,8 +9,8 @@
 //! | `LISTEN_PID=<its own pid>` | systemd's guard against variables meant for someone else (see below) |
 //! | fd 4, `LAMEDUCK_READY_FD=4` | the write end of the ready pipe ([`super::ready`]) |
 //!
-//! Every descriptor this process opens is close-on-exec (Rust's standard
-//! library and Tokio open them that way), so the new process gets exactly
+//! Every descriptor lameduck opens is close-on-exec (Rust's standard
+//! library and Tokio open them that way), so of ours the new process gets
 //! these two and no other: the socket and the pipe are copied onto 3 and 4
 //! in the child only, after the fork, and `dup2` leaves the copies
 //! inheritable. The parent's own descriptors never change.
