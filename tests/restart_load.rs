@@ -1,6 +1,6 @@
 //! Restarts under load: the real binary upgraded by real SIGHUPs while
-//! workers from `lameduck::testing::load` send requests over loopback, and
-//! the in-process server's drain racing clients that never pause.
+//! workers from `lameduck::testing::load` send requests over loopback.
+//! (Clients racing a drain in-process are in `keepalive_race.rs`.)
 //!
 //! The binary tests reuse the restart bench's process handling
 //! (`benches/restart/`), so the bench and the tests restart the server the
@@ -17,15 +17,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lameduck::testing::http1::{Method, ResponseReader};
 use lameduck::testing::load::{self, Load, Plan, Record, Work};
 use restart::process::Exit;
 use restart::target::{Restarted, Target};
 use restart::{Lameduck, Restart};
-use support::{TestServer, test_config};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The binary tests put real load on two shared cores: one at a time.
@@ -178,93 +173,6 @@ fn every_acknowledged_create_survives_sighup_upgrades() {
     assert_eq!(record.acked.len() as u64, record.total().ok);
     drop(conn);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// One client that sends its next request the moment the last answer is
-/// read, until an answer says `Connection: close`. `Ok`: how many complete
-/// answers it got, the last one closing; `Err`: a request it wrote got no
-/// complete answer.
-async fn racing_client(addr: std::net::SocketAddr) -> Result<u64, String> {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.set_nodelay(true).unwrap();
-    let mut reader = ResponseReader::new();
-    for answered in 1u64.. {
-        if let Err(e) = s
-            .write_all(b"GET /api/items HTTP/1.1\r\nHost: test\r\n\r\n")
-            .await
-        {
-            return Err(format!("write of request {answered}: {e}"));
-        }
-        match reader.read_response(&mut s, Method::Other).await {
-            Ok(Some(r)) if r.complete && r.status == 200 => {
-                if r.closes() {
-                    return Ok(answered);
-                }
-            }
-            other => return Err(format!("request {answered}: {other:?}")),
-        }
-    }
-    unreachable!()
-}
-
-/// Clients that send their next request in a tight loop while the drain
-/// begins get a complete answer to every request they wrote, over repeated
-/// trials: a connection used that recently is not closed under its next
-/// request; its next answer carries `Connection: close` instead.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_racing_the_drain_get_every_answer() {
-    const CLIENTS: usize = 32;
-    const TRIALS: usize = 5;
-    for trial in 1..=TRIALS {
-        let server = TestServer::start(test_config()).await;
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| tokio::spawn(racing_client(server.addr)))
-            .collect();
-        // Drain while every client is mid-loop.
-        let before = server.app.metrics.requests_total();
-        server
-            .wait_until(Duration::from_secs(10), "clients under way", |app| {
-                app.metrics.requests_total() >= before + 20 * CLIENTS as u64
-            })
-            .await;
-        server.shutdown();
-        for client in clients {
-            let end = tokio::time::timeout(Duration::from_secs(10), client)
-                .await
-                .expect("client ended")
-                .expect("client did not panic");
-            assert!(end.is_ok(), "trial {trial}: {end:?}");
-        }
-        let report = server.report_within(Duration::from_secs(10)).await;
-        assert_eq!(report.exit_code(), 0, "trial {trial}: {report:?}");
-    }
-}
-
-/// A kept-alive connection idle for longer than the keep-alive grace when
-/// the drain begins is closed at once, not kept for a next request that is
-/// not coming.
-#[tokio::test]
-async fn a_connection_idle_past_the_grace_closes_at_once() {
-    let grace = Duration::from_millis(200);
-    let server = TestServer::start(lameduck::Config {
-        keepalive_grace: grace,
-        ..test_config()
-    })
-    .await;
-    let mut conn = support::http::connect(server.addr).await;
-    support::http::send_get(&mut conn, "/healthz").await;
-    let res = support::http::read_response(&mut conn)
-        .await
-        .expect("answer");
-    assert_eq!(res.status, 200);
-    // Idle past the grace: this wait is the condition under test.
-    tokio::time::sleep(grace + Duration::from_millis(150)).await;
-    let drain = Instant::now();
-    server.shutdown();
-    let rest = support::http::closed_within(&mut conn, grace / 2).await;
-    assert!(rest.is_empty(), "unexpected bytes: {rest:?}");
-    assert!(drain.elapsed() < grace / 2);
-    server.report_within(Duration::from_secs(10)).await;
 }
 
 /// The restart bench in its `--quick` mode: every row runs its restarts
