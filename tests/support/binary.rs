@@ -110,24 +110,7 @@ impl Binary {
 
     /// Waits until a log line contains `needle`, up to `within`.
     pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
-            }
-            assert!(
-                start.elapsed() < within,
-                "no log line with {needle:?}; logs: {:#?}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_for_nth_log(needle, 1, within)
     }
 
     /// Waits until `n` log lines contain `needle`, up to `within`, and
