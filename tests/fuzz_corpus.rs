@@ -3,7 +3,9 @@
 //! `fuzz/corpus/<target>/` and every crash once found and fixed, kept in
 //! `fuzz/regressions/<target>/`. A fixed crash that comes back fails here.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 /// Runs `target` over every file of its corpus and regression directories;
 /// fails naming each file whose run panicked.
@@ -25,7 +27,7 @@ fn replay(target: &str, run: fn(&[u8])) {
             let Ok(input) = std::fs::read(path) else {
                 return false;
             };
-            std::panic::catch_unwind(|| run(&input)).is_err()
+            panicked_in(|| run(&input))
         })
         .map(|path| path.display().to_string())
         .collect();
@@ -35,6 +37,31 @@ fn replay(target: &str, run: fn(&[u8])) {
         failed.len(),
         files.len()
     );
+}
+
+thread_local! {
+    /// Panics seen on this thread, caught or not.
+    static PANICS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f` and says whether anything panicked on this thread meanwhile:
+/// `f` itself, or a task it spawned on its runtime (the harness runs each
+/// input on a current-thread runtime, so its tasks run here). Tokio keeps
+/// a spawned task's panic to itself; the fuzzer's panic hook aborts on
+/// it. Counting every panic through a hook makes the replay as strict as
+/// the fuzzer.
+fn panicked_in(f: impl FnOnce()) -> bool {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.with(|n| n.set(n.get() + 1));
+            previous(info);
+        }));
+    });
+    let before = PANICS.with(Cell::get);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+    unwound || PANICS.with(Cell::get) != before
 }
 
 /// Every HTTP/1.1 seed (GET, POST, chunked, pipelined, trickled, with the

@@ -196,12 +196,16 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
                 app.shutdown.enter_lame_duck();
                 // Polling the drain's future once is what sends the
                 // signal; the rest of it (waiting for the watchers) is
-                // spawned.
+                // spawned, unless it is already done: an HTTP/1 connection
+                // holds no watcher (see `keepalive_grace`), and a finished
+                // future must not be polled again.
                 let mut signal = Box::pin(app.shutdown.begin_drain(graceful));
-                let _ = signal
+                let first = signal
                     .as_mut()
                     .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
-                tokio::spawn(signal);
+                if first.is_pending() {
+                    tokio::spawn(signal);
+                }
             }
             drop(wire);
             conn.as_mut().poll(cx)
