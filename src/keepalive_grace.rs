@@ -56,6 +56,9 @@ pin_project_lite::pin_project! {
         clock: &'a HeadClock,
         grace: Duration,
         draining: bool,
+        // hyper has been told to close. Told once: if it cannot close at
+        // once (a head it had begun to read), it closes after answering.
+        told: bool,
         // When an idle connection's grace ends; made only in the drain.
         grace_end: Option<Pin<Box<Sleep>>>,
     }
@@ -70,6 +73,7 @@ impl<'a, C, D> KeepAliveGrace<'a, C, D> {
             clock,
             grace,
             draining: false,
+            told: false,
             grace_end: None,
         }
     }
@@ -100,6 +104,9 @@ where
                 }
                 *this.draining = true;
             }
+            if *this.told {
+                return Poll::Pending;
+            }
             // Draining: after each poll of hyper, look at the connection
             // again. Its state only changes inside such a poll (a head
             // arrives, a response is written), so nothing is missed
@@ -114,6 +121,7 @@ where
                 // response is waiting to be read, so no linger either.
                 this.clock.skip_linger();
                 this.conn.as_mut().graceful_shutdown();
+                *this.told = true;
                 continue; // hyper closes an idle connection at once.
             }
             let timer = this
