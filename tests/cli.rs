@@ -1,0 +1,65 @@
+//! The command line as the real binary reads it: values past a flag's
+//! bound. The parsing itself is tested in `src/cli.rs`; these prove
+//! what an operator sees.
+
+mod support;
+
+use std::process::{Command, Output};
+
+/// Runs the binary to its exit with `args` and `envs`; for start-up errors,
+/// which come before it listens.
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(args)
+        .env("LAMEDUCK_DB", ":memory:")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run lameduck")
+}
+
+/// Exit code 2 and exactly one line on stderr, which is returned.
+fn one_line_exit_2(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr.trim_end().to_string()
+}
+
+/// A duration past its flag's bound, from a flag or the environment, is a
+/// start-up error whose one line names the flag and the bound.
+#[test]
+fn a_duration_past_its_bound_is_a_startup_error_naming_the_bound() {
+    let line = one_line_exit_2(&run(&["--shutdown-timeout", "25h"], &[]));
+    assert!(
+        line.starts_with("lameduck: invalid value '25h' for '--shutdown-timeout"),
+        "{line}"
+    );
+    assert!(line.ends_with("too long: at most 24h"), "{line}");
+
+    let line = one_line_exit_2(&run(&[], &[("LAMEDUCK_KEEPALIVE_GRACE", "2m")]));
+    assert!(line.contains("--keepalive-grace"), "{line}");
+    assert!(line.ends_with("too long: at most 1m"), "{line}");
+}
+
+/// A size with a unit the flags do not take is refused, and the one line
+/// lists the units they do take.
+#[test]
+fn a_size_with_an_unknown_unit_is_refused_with_the_accepted_units() {
+    let line = one_line_exit_2(&run(&["--max-body", "5XB"], &[]));
+    for unit in ["KB", "MB", "GB", "KiB", "MiB", "GiB"] {
+        assert!(line.contains(unit), "{line}");
+    }
+    let line = one_line_exit_2(&run(&["--max-body", "2GiB"], &[]));
+    assert!(line.ends_with("too large: at most 1GiB"), "{line}");
+}
+
+/// `--help` lists the forms durations and sizes take, and the bounds.
+#[test]
+fn help_lists_the_accepted_forms_and_the_bounds() {
+    let out = run(&["--help"], &[]);
+    // The flags' help says "At most 24h." at the start of a sentence.
+    let help = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    for form in ["1m30s", "1.5s", "kib", "mb", "at most 24h", "at most 1gib"] {
+        assert!(help.contains(form), "--help does not mention {form}");
+    }
+}
