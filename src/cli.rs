@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser};
 
 use crate::config::Config;
 use units::{
@@ -109,8 +110,15 @@ pub struct Cli {
 
     /// Serve /debug/panic, a handler that panics, to show that a panic
     /// becomes a 500. For tests and demos only.
-    #[arg(long, env = "LAMEDUCK_DEBUG_ROUTES")]
+    #[arg(long, env = "LAMEDUCK_DEBUG_ROUTES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
     pub debug_routes: bool,
+
+    /// Log one line per request: method, path, status, duration, response
+    /// bytes, peer and protocol, written when the request ends. Not written
+    /// yet: the flag is read and reaches the server's settings, and the
+    /// service does not log requests so far.
+    #[arg(long, env = "LAMEDUCK_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
+    pub access_log: bool,
 
     /// SQLite database file for items (created if missing; WAL mode, so
     /// two instances can share it). `:memory:` keeps items in memory and
@@ -152,6 +160,7 @@ impl Cli {
             max_connections: self.max_connections as usize,
             cleanup_interval: self.cleanup_interval,
             debug_routes: self.debug_routes,
+            access_log: self.access_log,
             db: self.db.clone(),
             cleanup_batch: self.cleanup_batch as usize,
             upgrade_timeout: self.upgrade_timeout,
@@ -159,10 +168,16 @@ impl Cli {
     }
 }
 
-/// The end of `--help`: the forms a duration and a size take, written once
-/// here and in the errors of [`units`].
+/// The end of `--help`: the forms a duration, a size and a yes-or-no flag
+/// take, written once here and in the errors of [`units`].
 fn forms_help() -> String {
-    format!("Durations: {DURATION_FORMS}.\nSizes: {SIZE_FORMS}.")
+    format!(
+        "Durations: {DURATION_FORMS}.\n\
+         Sizes: {SIZE_FORMS}.\n\
+         Yes-or-no flags (--debug-routes, --access-log): the flag alone means \
+         yes; --flag=VALUE and the environment take true/false, yes/no, on/off \
+         or 1/0."
+    )
 }
 
 #[cfg(test)]
@@ -224,6 +239,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("too small: at least 8KiB"), "{err}");
+    }
+
+    /// A yes-or-no flag alone means yes, and `=VALUE` takes the words
+    /// people write for yes and no.
+    #[test]
+    fn yes_or_no_flags_take_the_flag_alone_or_a_boolish_value() {
+        assert!(!parse(&[]).unwrap().debug_routes);
+        assert!(parse(&["--debug-routes"]).unwrap().debug_routes);
+        for (value, expected) in [("true", true), ("yes", true), ("1", true), ("on", true)]
+            .into_iter()
+            .chain([
+                ("false", false),
+                ("no", false),
+                ("0", false),
+                ("off", false),
+            ])
+        {
+            let flag = format!("--access-log={value}");
+            assert_eq!(parse(&[&flag]).unwrap().access_log, expected, "{flag}");
+        }
+        assert!(parse(&["--debug-routes=maybe"]).is_err());
+    }
+
+    /// `--access-log` reaches the library's `Config`.
+    #[test]
+    fn access_log_reaches_the_config() {
+        assert!(!parse(&[]).unwrap().config().access_log);
+        assert!(parse(&["--access-log"]).unwrap().config().access_log);
     }
 
     /// The command line's defaults are the library's: a server started

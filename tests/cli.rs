@@ -1,10 +1,13 @@
 //! The command line as the real binary reads it: values past a flag's
-//! bound. The parsing itself is tested in `src/cli.rs`; these prove
-//! what an operator sees.
+//! bound, and yes-or-no environment variables. The parsing itself is
+//! tested in `src/cli.rs`; these prove what an operator sees.
 
 mod support;
 
 use std::process::{Command, Output};
+
+use support::binary::Binary;
+use support::http;
 
 /// Runs the binary to its exit with `args` and `envs`; for start-up errors,
 /// which come before it listens.
@@ -53,13 +56,33 @@ fn a_size_with_an_unknown_unit_is_refused_with_the_accepted_units() {
     assert!(line.ends_with("too large: at most 1GiB"), "{line}");
 }
 
-/// `--help` lists the forms durations and sizes take, and the bounds.
+/// `LAMEDUCK_DEBUG_ROUTES=yes` turns the debug routes on, `=0` leaves them
+/// off: the environment takes the words people write for yes and no.
+#[tokio::test]
+async fn yes_or_no_environment_variables_take_yes_and_0() {
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_lameduck"));
+    let on = Binary::start_from(program, &[], &[("LAMEDUCK_DEBUG_ROUTES", "yes")]);
+    assert_eq!(http::get(on.addr, "/debug/panic").await.status, 500);
+    let off = Binary::start_from(program, &[], &[("LAMEDUCK_DEBUG_ROUTES", "0")]);
+    assert_eq!(http::get(off.addr, "/debug/panic").await.status, 404);
+}
+
+/// `--help` lists the forms durations, sizes and yes-or-no values take,
+/// and the bounds.
 #[test]
 fn help_lists_the_accepted_forms_and_the_bounds() {
     let out = run(&["--help"], &[]);
     // The flags' help says "At most 24h." at the start of a sentence.
     let help = String::from_utf8_lossy(&out.stdout).to_lowercase();
-    for form in ["1m30s", "1.5s", "kib", "mb", "at most 24h", "at most 1gib"] {
+    for form in [
+        "1m30s",
+        "1.5s",
+        "kib",
+        "mb",
+        "yes/no",
+        "at most 24h",
+        "at most 1gib",
+    ] {
         assert!(help.contains(form), "--help does not mention {form}");
     }
 }
