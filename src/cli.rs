@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::config::Config;
 use units::{
@@ -120,6 +120,13 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
     pub access_log: bool,
 
+    /// How log lines are written on stderr: `text` for people, `json` for
+    /// collectors (one object per line, each structured field a key). What
+    /// is logged follows RUST_LOG (default `info`); a RUST_LOG that cannot
+    /// be read is a start-up error.
+    #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// SQLite database file for items (created if missing; WAL mode, so
     /// two instances can share it). `:memory:` keeps items in memory and
     /// loses them at exit. Go: the `*sql.DB` behind the article's `store`.
@@ -143,7 +150,8 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The library's view of these flags.
+    /// The library's view of these flags. The log format is not in it: the
+    /// binary sets up logging before the library runs.
     pub fn config(&self) -> Config {
         Config {
             addr: self.addr,
@@ -166,6 +174,15 @@ impl Cli {
             upgrade_timeout: self.upgrade_timeout,
         }
     }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people: `… INFO lameduck::report: shutdown report outcome="drained" …`
+    Text,
+    /// One JSON object per line, each field a key: `{…,"message":"shutdown report","outcome":"drained",…}`
+    Json,
 }
 
 /// The end of `--help`: the forms a duration, a size and a yes-or-no flag
@@ -260,6 +277,15 @@ mod tests {
             assert_eq!(parse(&[&flag]).unwrap().access_log, expected, "{flag}");
         }
         assert!(parse(&["--debug-routes=maybe"]).is_err());
+    }
+
+    /// `--log-format` takes `text` (the default) or `json`, nothing else.
+    #[test]
+    fn log_format_is_text_unless_json_is_asked_for() {
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Text);
+        let cli = parse(&["--log-format", "json"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(parse(&["--log-format", "xml"]).is_err());
     }
 
     /// `--access-log` reaches the library's `Config`.

@@ -1,12 +1,13 @@
 //! The command line as the real binary reads it: values past a flag's
-//! bound, and yes-or-no environment variables. The parsing itself is
-//! tested in `src/cli.rs`; these prove what an operator sees.
+//! bound, yes-or-no environment variables, `--log-format json` and
+//! `RUST_LOG`. The parsing itself is tested in `src/cli.rs`; these prove
+//! what an operator sees.
 
 mod support;
 
 use std::process::{Command, Output};
 
-use support::binary::Binary;
+use support::binary::{Binary, stderr_of_a_short_run};
 use support::http;
 
 /// Runs the binary to its exit with `args` and `envs`; for start-up errors,
@@ -65,6 +66,58 @@ async fn yes_or_no_environment_variables_take_yes_and_0() {
     assert_eq!(http::get(on.addr, "/debug/panic").await.status, 500);
     let off = Binary::start_from(program, &[], &[("LAMEDUCK_DEBUG_ROUTES", "0")]);
     assert_eq!(http::get(off.addr, "/debug/panic").await.status, 404);
+}
+
+/// With `--log-format json`, every line of a run from start to SIGTERM to
+/// exit is one JSON object, and the structured fields of the shutdown
+/// lines (`phase`, `conns`, `outcome`) are keys of it.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_fields_as_keys() {
+    let (code, lines) = stderr_of_a_short_run(&["--log-format", "json"], &[]);
+    assert_eq!(code, 0, "{lines:#?}");
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(objects.iter().all(|o| o.is_object()), "{lines:#?}");
+    let with = |message: &str| {
+        objects
+            .iter()
+            .filter(move |o| o["message"] == message)
+            .collect::<Vec<_>>()
+    };
+    let report = with("shutdown report");
+    assert_eq!(report.len(), 1, "{lines:#?}");
+    assert_eq!(report[0]["outcome"], "drained");
+    assert!(
+        with("shutdown phase")
+            .iter()
+            .any(|o| o["phase"] == "draining" && o["conns"].is_u64()),
+        "{lines:#?}"
+    );
+}
+
+/// A `RUST_LOG` that cannot be read is a start-up error with one line, not
+/// a silent fall-back to `info`.
+#[test]
+fn an_unreadable_rust_log_is_a_startup_error() {
+    let line = one_line_exit_2(&run(
+        &["--addr", "127.0.0.1:0"],
+        &[("RUST_LOG", "bad[[filter")],
+    ));
+    assert!(line.starts_with("lameduck: RUST_LOG="), "{line}");
+}
+
+/// An empty `RUST_LOG` means `info`, as an unset one does: the
+/// `info`-level start-up and shutdown lines are written.
+#[test]
+fn an_empty_rust_log_means_info() {
+    let (code, lines) = stderr_of_a_short_run(&[], &[("RUST_LOG", "")]);
+    assert_eq!(code, 0, "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("shutdown report")),
+        "{lines:#?}"
+    );
 }
 
 /// `--help` lists the forms durations, sizes and yes-or-no values take,
