@@ -1,15 +1,24 @@
-//! The command line: flags, `LAMEDUCK_*` environment variables, and the
-//! parsers for durations (`500ms`, `15s`) and sizes (`64KiB`, `1MiB`).
+//! The command line: flags and their `LAMEDUCK_*` environment variables.
 //!
-//! Each flag's help names the Go `http.Server` setting it corresponds to.
+//! Each flag's help names the Go `http.Server` setting it corresponds to,
+//! and, for durations and sizes, the bounds it takes. How durations
+//! (`1m30s`) and sizes (`2MiB`) are read, and why there are bounds at all,
+//! is in [`units`].
+
+pub mod units;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::config::Config;
+use units::{
+    DURATION_FORMS, MAX_BODY, MAX_DRAIN_DELAY, MAX_GRACE, MAX_HEADER_BYTES, MAX_LONG_TIMEOUT,
+    MAX_START_TIMEOUT, MIN_HEADER_BYTES, MIN_POSITIVE, SIZE_FORMS, duration_in, size_in,
+};
 
 /// A graceful-shutdown HTTP server. On SIGTERM or SIGINT it fails its health
 /// check, stops accepting, drains in-flight requests, and exits 0; a second
@@ -19,7 +28,7 @@ use crate::config::Config;
 /// 0. Started with LISTEN_FDS (systemd socket activation), it serves the
 /// inherited socket instead of binding --addr.
 #[derive(Debug, Parser)]
-#[command(name = "lameduck", version)]
+#[command(name = "lameduck", version, after_help = forms_help())]
 pub struct Cli {
     /// Address to listen on; port 0 picks a free port. Ignored when a
     /// socket is inherited (LISTEN_FDS). Go: `Server.Addr`.
@@ -32,32 +41,33 @@ pub struct Cli {
 
     /// After the first signal, keep serving this long while /healthz answers
     /// 503, so load balancers stop sending traffic. Go: the article's
-    /// `time.Sleep(3 * time.Second)` before `Shutdown`.
-    #[arg(long, env = "LAMEDUCK_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    /// `time.Sleep(3 * time.Second)` before `Shutdown`. At most 1h.
+    #[arg(long, env = "LAMEDUCK_DRAIN_DELAY", default_value = "0s", value_parser = duration_in(Duration::ZERO, MAX_DRAIN_DELAY))]
     pub drain_delay: Duration,
 
     /// How long in-flight requests may take to finish once the listener is
     /// closed; then the rest is forced (exit 1). Go: the context passed to
-    /// `Server.Shutdown(ctx)`.
-    #[arg(long, env = "LAMEDUCK_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    /// `Server.Shutdown(ctx)`. At most 24h.
+    #[arg(long, env = "LAMEDUCK_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
     pub shutdown_timeout: Duration,
 
     /// At the deadline, how long to wait for the 503 answers given to
     /// requests that had not started responding, before aborting every
-    /// connection. Go has no equivalent: `Close` just drops them.
-    #[arg(long, env = "LAMEDUCK_FORCE_GRACE", default_value = "1s", value_parser = parse_duration)]
+    /// connection. Go has no equivalent: `Close` just drops them. At most
+    /// 1m.
+    #[arg(long, env = "LAMEDUCK_FORCE_GRACE", default_value = "1s", value_parser = duration_in(Duration::ZERO, MAX_GRACE))]
     pub force_grace: Duration,
 
     /// A request head must arrive within this time (counted from connecting,
     /// or from its first byte on a keep-alive connection). Go:
-    /// `ReadHeaderTimeout` / the header part of `ReadTimeout`.
-    #[arg(long, env = "LAMEDUCK_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    /// `ReadHeaderTimeout` / the header part of `ReadTimeout`. At most 1h.
+    #[arg(long, env = "LAMEDUCK_HEADER_READ_TIMEOUT", default_value = "5s", value_parser = duration_in(Duration::ZERO, MAX_START_TIMEOUT))]
     pub header_read_timeout: Duration,
 
     /// Close a keep-alive connection that sends no new request for this
     /// long (HTTP/2: that has no open stream for this long). Go:
-    /// `IdleTimeout`.
-    #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    /// `IdleTimeout`. At most 24h.
+    #[arg(long, env = "LAMEDUCK_IDLE_TIMEOUT", default_value = "60s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
     pub idle_timeout: Duration,
 
     /// When the drain begins, a keep-alive connection used within this long
@@ -65,23 +75,26 @@ pub struct Cli {
     /// carries `Connection: close`, so a client sending its next request
     /// right then gets an answer instead of a reset. Idle connections older
     /// than this close at once. Go: none (nginx: `keepalive_min_timeout`).
-    #[arg(long, env = "LAMEDUCK_KEEPALIVE_GRACE", default_value = "250ms", value_parser = parse_duration)]
+    /// At most 1m.
+    #[arg(long, env = "LAMEDUCK_KEEPALIVE_GRACE", default_value = "250ms", value_parser = duration_in(Duration::ZERO, MAX_GRACE))]
     pub keepalive_grace: Duration,
 
     /// A handler (including reading the body) that runs longer is answered
     /// 503 (408 while still reading the body) and stopped; event streams are
-    /// exempt. Go: `WriteTimeout` / the body part of `ReadTimeout`.
-    #[arg(long, env = "LAMEDUCK_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// exempt. Go: `WriteTimeout` / the body part of `ReadTimeout`. At most
+    /// 24h.
+    #[arg(long, env = "LAMEDUCK_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
     pub request_timeout: Duration,
 
     /// Largest request body; larger gets 413 without being read. Go:
-    /// `http.MaxBytesReader`.
-    #[arg(long, env = "LAMEDUCK_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    /// `http.MaxBytesReader`. At most 1GiB (a body is held in memory).
+    #[arg(long, env = "LAMEDUCK_MAX_BODY", default_value = "1MiB", value_parser = size_in(0, MAX_BODY))]
     pub max_body: usize,
 
     /// Largest request head (request line plus headers); larger gets 431.
-    /// At least 8KiB. Go: `MaxHeaderBytes`.
-    #[arg(long, env = "LAMEDUCK_MAX_HEADER_BYTES", default_value = "64KiB", value_parser = parse_header_size)]
+    /// At least 8KiB (hyper's smallest read buffer), at most 1MiB (Go's
+    /// default). Go: `MaxHeaderBytes`.
+    #[arg(long, env = "LAMEDUCK_MAX_HEADER_BYTES", default_value = "64KiB", value_parser = size_in(MIN_HEADER_BYTES, MAX_HEADER_BYTES))]
     pub max_header_bytes: usize,
 
     /// Most connections open at once; beyond it the server stops accepting
@@ -91,14 +104,28 @@ pub struct Cli {
     pub max_connections: u32,
 
     /// How often the background cleaner purges expired items. Go: the
-    /// article's `runCleaner` ticker.
-    #[arg(long, env = "LAMEDUCK_CLEANUP_INTERVAL", default_value = "60s", value_parser = parse_positive_duration)]
+    /// article's `runCleaner` ticker. At least 1ms, at most 24h.
+    #[arg(long, env = "LAMEDUCK_CLEANUP_INTERVAL", default_value = "60s", value_parser = duration_in(MIN_POSITIVE, MAX_LONG_TIMEOUT))]
     pub cleanup_interval: Duration,
 
     /// Serve /debug/panic, a handler that panics, to show that a panic
     /// becomes a 500. For tests and demos only.
-    #[arg(long, env = "LAMEDUCK_DEBUG_ROUTES")]
+    #[arg(long, env = "LAMEDUCK_DEBUG_ROUTES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
     pub debug_routes: bool,
+
+    /// Log one line per request: method, path, status, duration, response
+    /// bytes, peer and protocol, written when the request ends. Not written
+    /// yet: the flag is read and reaches the server's settings, and the
+    /// service does not log requests so far.
+    #[arg(long, env = "LAMEDUCK_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
+    pub access_log: bool,
+
+    /// How log lines are written on stderr: `text` for people, `json` for
+    /// collectors (one object per line, each structured field a key). What
+    /// is logged follows RUST_LOG (default `info`); a RUST_LOG that cannot
+    /// be read is a start-up error.
+    #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// SQLite database file for items (created if missing; WAL mode, so
     /// two instances can share it). `:memory:` keeps items in memory and
@@ -116,13 +143,15 @@ pub struct Cli {
     /// takes milliseconds; the default leaves room for a slow disk or a
     /// long migration, and still ends a hung upgrade well inside the
     /// time systemd gives a reload (TimeoutStartSec, 90s by default). Go:
-    /// none built in (tableflip leaves it to the caller's context).
-    #[arg(long, env = "LAMEDUCK_UPGRADE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    /// none built in (tableflip leaves it to the caller's context). At
+    /// least 1ms, at most 1h.
+    #[arg(long, env = "LAMEDUCK_UPGRADE_TIMEOUT", default_value = "10s", value_parser = duration_in(MIN_POSITIVE, MAX_START_TIMEOUT))]
     pub upgrade_timeout: Duration,
 }
 
 impl Cli {
-    /// The library's view of these flags.
+    /// The library's view of these flags. The log format is not in it: the
+    /// binary sets up logging before the library runs.
     pub fn config(&self) -> Config {
         Config {
             addr: self.addr,
@@ -139,6 +168,7 @@ impl Cli {
             max_connections: self.max_connections as usize,
             cleanup_interval: self.cleanup_interval,
             debug_routes: self.debug_routes,
+            access_log: self.access_log,
             db: self.db.clone(),
             cleanup_batch: self.cleanup_batch as usize,
             upgrade_timeout: self.upgrade_timeout,
@@ -146,90 +176,138 @@ impl Cli {
     }
 }
 
-/// Parses `250ms`, `15s`, `2m`, `1h`, or a bare `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{s}` needs a unit: ms, s, m or h (e.g. 500ms, 15s)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms or 15s"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("`{unit}` is not a unit: use ms, s, m or h")),
-    };
-    ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("`{s}` is too large"))
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people: `… INFO lameduck::report: shutdown report outcome="drained" …`
+    Text,
+    /// One JSON object per line, each field a key: `{…,"message":"shutdown report","outcome":"drained",…}`
+    Json,
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        Duration::ZERO => Err("must be greater than zero".into()),
-        d => Ok(d),
-    }
-}
-
-/// Parses `1048576`, `64KiB`, `1MiB` (also `KB`/`MB`, read as binary units).
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size like 65536, 64KiB or 1MiB"))?;
-    let factor = match unit {
-        "" | "B" => 1,
-        "KiB" | "KB" | "k" | "K" => 1024,
-        "MiB" | "MB" | "M" => 1024 * 1024,
-        _ => return Err(format!("`{unit}` is not a size unit: use KiB or MiB")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
-
-fn parse_header_size(s: &str) -> Result<usize, String> {
-    match parse_size(s)? {
-        n if n < 8192 => Err("must be at least 8KiB (hyper's smallest read buffer)".into()),
-        n => Ok(n),
-    }
+/// The end of `--help`: the forms a duration, a size and a yes-or-no flag
+/// take, written once here and in the errors of [`units`].
+fn forms_help() -> String {
+    format!(
+        "Durations: {DURATION_FORMS}.\n\
+         Sizes: {SIZE_FORMS}.\n\
+         Yes-or-no flags (--debug-routes, --access-log): the flag alone means \
+         yes; --flag=VALUE and the environment take true/false, yes/no, on/off \
+         or 1/0."
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_take_the_units_the_help_text_promises() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("15").is_err());
-        assert!(parse_duration("abc").is_err());
-        assert!(parse_duration("5 days").is_err());
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lameduck").chain(args.iter().copied()))
     }
 
+    /// A duration flag takes humantime's forms and refuses a value past
+    /// its bound, naming the bound.
     #[test]
-    fn sizes_take_binary_units() {
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("1GiB").is_err());
-        assert!(parse_header_size("1KiB").is_err());
+    fn duration_flags_take_combined_units_and_refuse_values_past_their_bound() {
+        let cli = parse(&["--shutdown-timeout", "1m30s", "--drain-delay", "1.5s"]).unwrap();
+        assert_eq!(cli.shutdown_timeout, Duration::from_secs(90));
+        assert_eq!(cli.drain_delay, Duration::from_millis(1500));
+        let cli = parse(&["--keepalive-grace", "250ms", "--force-grace", "0"]).unwrap();
+        assert_eq!(cli.keepalive_grace, Duration::from_millis(250));
+        assert_eq!(cli.force_grace, Duration::ZERO);
+
+        let err = parse(&["--shutdown-timeout", "25h"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too long: at most 24h"), "{err}");
+        let err = parse(&["--upgrade-timeout", "0"]).unwrap_err().to_string();
+        assert!(err.contains("too short: at least 1ms"), "{err}");
     }
 
+    /// Every bound the help states is the one the parser enforces: the
+    /// bound itself is taken, one millisecond (one byte) more is refused.
+    #[test]
+    fn each_flag_takes_its_stated_bound_and_nothing_past_it() {
+        for (flag, bound, past) in [
+            ("--drain-delay", "1h", "3600001ms"),
+            ("--shutdown-timeout", "24h", "86400001ms"),
+            ("--force-grace", "1m", "60001ms"),
+            ("--header-read-timeout", "1h", "3600001ms"),
+            ("--idle-timeout", "24h", "86400001ms"),
+            ("--keepalive-grace", "1m", "60001ms"),
+            ("--request-timeout", "24h", "86400001ms"),
+            ("--cleanup-interval", "24h", "86400001ms"),
+            ("--upgrade-timeout", "1h", "3600001ms"),
+            ("--max-body", "1GiB", "1073741825"),
+            ("--max-header-bytes", "1MiB", "1048577"),
+        ] {
+            assert!(parse(&[flag, bound]).is_ok(), "{flag} {bound}");
+            assert!(parse(&[flag, past]).is_err(), "{flag} {past}");
+        }
+    }
+
+    /// `2MB` is two million bytes and `2MiB` two mebibytes.
+    #[test]
+    fn size_flags_tell_megabytes_from_mebibytes() {
+        assert_eq!(parse(&["--max-body", "2MB"]).unwrap().max_body, 2_000_000);
+        assert_eq!(parse(&["--max-body", "2MiB"]).unwrap().max_body, 2_097_152);
+        assert_eq!(parse(&["--max-body", "1GiB"]).unwrap().max_body, 1 << 30);
+        let err = parse(&["--max-header-bytes", "1KiB"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too small: at least 8KiB"), "{err}");
+    }
+
+    /// A yes-or-no flag alone means yes, and `=VALUE` takes the words
+    /// people write for yes and no.
+    #[test]
+    fn yes_or_no_flags_take_the_flag_alone_or_a_boolish_value() {
+        assert!(!parse(&[]).unwrap().debug_routes);
+        assert!(parse(&["--debug-routes"]).unwrap().debug_routes);
+        for (value, expected) in [("true", true), ("yes", true), ("1", true), ("on", true)]
+            .into_iter()
+            .chain([
+                ("false", false),
+                ("no", false),
+                ("0", false),
+                ("off", false),
+            ])
+        {
+            let flag = format!("--access-log={value}");
+            assert_eq!(parse(&[&flag]).unwrap().access_log, expected, "{flag}");
+        }
+        assert!(parse(&["--debug-routes=maybe"]).is_err());
+    }
+
+    /// `--log-format` takes `text` (the default) or `json`, nothing else.
+    #[test]
+    fn log_format_is_text_unless_json_is_asked_for() {
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Text);
+        let cli = parse(&["--log-format", "json"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert!(parse(&["--log-format", "xml"]).is_err());
+    }
+
+    /// `--access-log` reaches the library's `Config`.
+    #[test]
+    fn access_log_reaches_the_config() {
+        assert!(!parse(&[]).unwrap().config().access_log);
+        assert!(parse(&["--access-log"]).unwrap().config().access_log);
+    }
+
+    /// The command line's defaults are the library's: a server started
+    /// with no flags behaves like `Config::default()`.
     #[test]
     fn defaults_match_the_library_defaults() {
         let cli = Cli::parse_from(["lameduck"]);
         let (a, b) = (cli.config(), Config::default());
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    /// clap's own consistency checks on the flag definitions.
+    #[test]
+    fn the_flag_definitions_are_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
     }
 }

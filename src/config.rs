@@ -72,6 +72,12 @@ pub struct Config {
     /// Serve `/debug/*` routes that exist only to prove behaviours in tests
     /// (a handler that panics). Off by default.
     pub debug_routes: bool,
+    /// Log one line per request, written when the request ends: method,
+    /// path, status, duration, response bytes, peer and protocol. Off by
+    /// default: at a high request rate it is the costliest log there is,
+    /// and a proxy in front often keeps one already. Go: none built in
+    /// (a handler wrapper).
+    pub access_log: bool,
 
     /// The SQLite file items live in, read by the binary to open its store
     /// (see [`crate::store::open`]); `:memory:` means an in-memory store,
@@ -107,6 +113,7 @@ impl Default for Config {
             max_connections: 10_000,
             cleanup_interval: Duration::from_secs(60),
             debug_routes: false,
+            access_log: false,
             db: PathBuf::from("lameduck.db"),
             cleanup_batch: 500,
             upgrade_timeout: Duration::from_secs(10),

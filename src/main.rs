@@ -1,12 +1,13 @@
-//! The `lameduck` binary: flags, logging, the listening socket, signals,
-//! run, exit code. Everything else lives in the library.
+//! The `lameduck` binary: flags, logging ([`logging`]), the listening
+//! socket, signals, run, exit code. Everything else lives in the library.
 //!
 //! The order of start-up is part of the upgrade protocol
 //! ([`lameduck::upgrade`]): a new process says it is ready only once its
 //! store is open, its signal handlers are installed and the inherited
 //! socket is its listener, right before the accept loop starts.
 
-use std::io::IsTerminal;
+mod logging;
+
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -15,7 +16,6 @@ use lameduck::notify::Notifier;
 use lameduck::upgrade::{Origin, ReadySignal, Upgrader};
 use lameduck::{Server, listener, signals, store};
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // First, while this is the only thread: `listenfd` removes variables
@@ -40,13 +40,12 @@ fn main() -> ExitCode {
     };
     let config = cli.config();
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // A RUST_LOG that cannot be read is a bad flag like any other.
+    let filter = match logging::filter_from_env() {
+        Ok(filter) => filter,
+        Err(e) => return startup_error(format_args!("{e}")),
+    };
+    logging::init(filter, cli.log_format);
 
     let inherited = match inherited {
         Ok(inherited) => inherited,

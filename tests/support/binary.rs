@@ -340,3 +340,56 @@ impl Drop for Binary {
         }
     }
 }
+
+/// Runs `lameduck --addr 127.0.0.1:0 ARGS…` with `envs` until it listens,
+/// sends SIGTERM, and returns its exit code and every line it wrote on
+/// stderr. For tests of the log lines themselves, whatever their format:
+/// unlike [`Binary::start`], it does not read the address from the log.
+pub fn stderr_of_a_short_run(args: &[&str], envs: &[(&str, &str)]) -> (i32, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env("LAMEDUCK_DB", ":memory:")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lameduck");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("lameduck did not log `listening on`: {:?}", reader.join());
+    }
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill failed");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lameduck did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The pipe closes when the process exits, so the reader ends.
+    let lines = reader.join().expect("stderr reader");
+    (status.code().expect("exited by a signal"), lines)
+}
