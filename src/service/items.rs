@@ -35,10 +35,7 @@ use super::query;
 use super::request_token;
 use super::respond::{self, Body};
 use crate::app::App;
-use crate::store::{NewItem, Page, StoreError};
-
-/// Longest accepted item name, in characters.
-pub const MAX_NAME_CHARS: usize = 200;
+use crate::store::{NewItem, Page, StoreError, check_name};
 
 /// Longest accepted search text (`?q=`), in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;
@@ -104,9 +101,9 @@ pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             return respond::json_error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"));
         }
     };
-    let chars = new.name.chars().count();
-    if new.name.trim().is_empty() || chars > MAX_NAME_CHARS {
-        let msg = format!("`name` must be 1 to {MAX_NAME_CHARS} characters, not blank");
+    // The store's own rule, checked here first so that a bad name never
+    // reaches a write task (the store would refuse it as well).
+    if let Err(msg) = check_name(&new.name) {
         return respond::json_error(StatusCode::UNPROCESSABLE_ENTITY, msg);
     }
     if new.ttl_secs.is_some_and(|t| t > MAX_TTL_SECS) {
@@ -268,15 +265,23 @@ async fn read_body(
     }
 }
 
+/// The answer for a store error. Only `Unavailable` is a 500: the store
+/// is broken (a disk error, a corrupt file, a panic in a query), which no
+/// request can cause or retry its way out of.
 fn store_error(e: StoreError) -> Response<Body> {
     match e {
         // A read: only reachable if the client is gone; the answer goes
         // nowhere, but it must still be a well-formed one. A write: the
         // shutdown was forced and the transaction rolled back.
         StoreError::Cancelled => respond::retry_elsewhere("cancelled; nothing was stored"),
-        // Another process held the database past the busy timeout.
+        // Another process held the database past the busy timeout, or the
+        // disk is full.
         StoreError::Busy => respond::retry_elsewhere("database busy, try again"),
-        StoreError::Unavailable(_) => {
+        // The input broke a rule the handler did not check: still the
+        // client's input, so still a 4xx.
+        StoreError::Rejected(why) => respond::json_error(StatusCode::UNPROCESSABLE_ENTITY, why),
+        StoreError::Unavailable(why) => {
+            tracing::error!(error = %why, "store failed; answering 500");
             respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "query failed")
         }
     }
