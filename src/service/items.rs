@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::query;
+use super::query::Query;
 use super::request_token;
 use super::respond::{self, Body};
 use crate::app::App;
@@ -46,20 +46,30 @@ pub const MAX_SEARCH_CHARS: usize = 200;
 /// case-insensitive): an unindexed scan of the whole table, the slow query
 /// that shows a client leaving interrupting the database.
 pub async fn list(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let q = req.uri().query();
-    let search = match query::param(q, "q").map(percent_decode) {
+    let query = match Query::parse(req.uri().query()) {
+        Ok(query) => query,
+        Err(e) => return respond::json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let search = match query.text("q") {
         None => None,
-        Some(Some(text)) if (1..=MAX_SEARCH_CHARS).contains(&text.chars().count()) => Some(text),
+        // No control characters: no name can hold one (`check_name`), and
+        // SQLite's LIKE would read a NUL as the end of the pattern.
+        Some(text)
+            if (1..=MAX_SEARCH_CHARS).contains(&text.chars().count())
+                && !text.chars().any(char::is_control) =>
+        {
+            Some(text.to_owned())
+        }
         Some(_) => {
             let msg = format!(
-                "query parameter `q` must be 1 to {MAX_SEARCH_CHARS} characters of percent-encoded UTF-8"
+                "query parameter `q` must be 1 to {MAX_SEARCH_CHARS} characters, no control characters"
             );
             return respond::json_error(StatusCode::BAD_REQUEST, msg);
         }
     };
     let page = match (
-        query::number(q, "limit", 1, 1000, Some(100)),
-        query::number(q, "after", 0, u64::MAX, None),
+        query.number("limit", 1, 1000, Some(100)),
+        query.number("after", 0, u64::MAX, None),
     ) {
         (Ok(limit), Ok(after)) => Page {
             after,
@@ -192,25 +202,6 @@ where
     }
 }
 
-/// Decodes `%XX` escapes and `+` (a space) in a query value. `None` if the
-/// result is not UTF-8 or an escape is malformed.
-fn percent_decode(raw: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = [bytes.next()?, bytes.next()?];
-                let hex = std::str::from_utf8(&hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-            }
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// The id in `/api/items/{id}`: a decimal `u64`, nothing after it.
 pub fn parse_id(path: &str) -> Option<u64> {
     let rest = path.strip_prefix("/api/items/")?;
@@ -284,21 +275,5 @@ fn store_error(e: StoreError) -> Response<Body> {
             tracing::error!(error = %why, "store failed; answering 500");
             respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "query failed")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `?q=` is decoded like a form value, and anything that is not
-    /// well-formed UTF-8 after decoding is refused (the handler answers 400).
-    #[test]
-    fn search_text_is_percent_decoded_and_bad_escapes_are_refused() {
-        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%FF"), None);
     }
 }

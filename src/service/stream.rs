@@ -20,14 +20,16 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use super::event_stream::EventStream;
-use super::query;
+use super::query::Query;
 use super::respond::{self, Body};
 use crate::app::App;
 
 /// Starts an event stream: one `data:` event every `interval_ms` (default
 /// 1000, 10–60000).
 pub fn stream(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
-    let interval = match query::number(req.uri().query(), "interval_ms", 10, 60_000, Some(1000)) {
+    let interval = match Query::parse(req.uri().query())
+        .and_then(|q| q.number("interval_ms", 10, 60_000, Some(1000)))
+    {
         Ok(ms) => Duration::from_millis(ms.unwrap_or(1000)),
         Err(e) => return respond::json_error(StatusCode::BAD_REQUEST, e),
     };
