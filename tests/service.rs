@@ -76,7 +76,9 @@ async fn items_can_be_created_listed_fetched_and_deleted() {
     stop(server).await;
 }
 
-/// Bad JSON, bad names and bad queries get 400/422 with a JSON error body.
+/// Bad JSON, bad names (blank, too long, control characters) and bad
+/// queries (out of range, malformed escapes) get 400/422 with a JSON error
+/// body.
 #[tokio::test]
 async fn bad_input_gets_a_json_error() {
     let server = TestServer::start(test_config()).await;
@@ -95,6 +97,11 @@ async fn bad_input_gets_a_json_error() {
         ("GET", "/api/slow?ms=60001", None, 400),
         ("GET", "/api/items?limit=0", None, 400),
         ("GET", "/api/stream?interval_ms=1", None, 400),
+        ("POST", "/api/items", Some(r#"{"name":"\u0000nul"}"#), 422),
+        ("POST", "/api/items", Some(r#"{"name":"a\u007f"}"#), 422),
+        ("GET", "/api/items?q=%zz", None, 400),
+        ("GET", "/api/items?limit=%4", None, 400),
+        ("GET", "/api/slow?ms=%+4", None, 400),
     ];
     for (method, path, body, status) in cases {
         let res = request(server.addr, method, path, body).await;

@@ -266,7 +266,15 @@ async fn the_event_stream_ends_with_its_final_event() {
     let first = http::read_chunk(&mut conn, &mut buf)
         .await
         .expect("first event");
-    assert!(first.starts_with("id: 1\ndata: {\"seq\":1}"), "{first:?}");
+    let id = first
+        .strip_prefix("id: ")
+        .and_then(|rest| rest.split_once('\n'))
+        .map(|(id, _)| id)
+        .expect("an id line first");
+    assert!(
+        first.starts_with(&format!("id: {id}\ndata: {{\"id\":\"{id}\"}}")),
+        "{first:?}"
+    );
 
     server.shutdown();
     let mut last = String::new();

@@ -37,7 +37,7 @@ pub const DOCUMENTED: &[u16] = &[200, 201, 204, 400, 404, 405, 408, 413, 422, 43
 /// At most this many calls per input, to keep one run short.
 pub const MAX_CALLS: usize = 32;
 
-/// The longest valid item name, in characters (`service::items`).
+/// The longest valid item name, in characters (`store::check_name`).
 const MAX_NAME_CHARS: usize = 200;
 /// The documented limit on `ttl_secs` (100 years), restated like the one above.
 const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
@@ -179,7 +179,10 @@ impl Model {
                     .call("POST", "/api/items", body.to_string().as_bytes())
                     .await;
                 let chars = name.chars().count();
+                // Control characters (C0, DEL, C1) are refused: the SQLite
+                // store could not hold a NUL, and neither store takes any.
                 let valid = !name.trim().is_empty()
+                    && !name.chars().any(|c| c.is_control())
                     && chars <= MAX_NAME_CHARS
                     && ttl_secs.is_none_or(|t| t <= MAX_TTL_SECS);
                 let want = if valid { 201 } else { 422 };

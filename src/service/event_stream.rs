@@ -1,6 +1,17 @@
 //! [`EventStream`]: the body of `GET /api/stream`, a stream of server-sent
 //! events that ends with a last `shutdown` event when the drain begins
-//! (see `stream.rs` for the route).
+//! (see `stream.rs` for the route, `stream/event_id.rs` for the ids).
+//!
+//! On the wire, a data event and the last one:
+//!
+//! ```text
+//! id: 1234567890123456
+//! data: {"id":"1234567890123456"}
+//!
+//! event: shutdown
+//! retry: 1000
+//! data: server closing
+//! ```
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,12 +36,16 @@ pub struct EventStream {
     /// Resolves when the server starts draining. Boxed because the future
     /// is `!Unpin` and the body must be `Unpin` to be polled simply.
     closing: Pin<Box<WaitForCancellationFutureOwned>>,
-    seq: u64,
+    /// The id of the next data event. Starts at most at 2^63 - 1
+    /// (`MAX_ID` in `stream/event_id.rs`), so adding one per event cannot overflow: that
+    /// would take 2^63 events, billions of years at the fastest interval.
+    next_id: u64,
     done: bool,
 }
 
 impl EventStream {
-    pub(super) fn new(app: Arc<App>, every: Duration) -> Self {
+    /// A stream whose first data event has id `first_id`.
+    pub(super) fn new(app: Arc<App>, every: Duration, first_id: u64) -> Self {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let closing = Box::pin(app.shutdown.closing_token().cancelled_owned());
@@ -39,7 +54,7 @@ impl EventStream {
             app,
             ticker,
             closing,
-            seq: 0,
+            next_id: first_id,
             done: false,
         }
     }
@@ -64,13 +79,18 @@ impl hyper::body::Body for EventStream {
                 .metrics
                 .streams_ended_by_shutdown
                 .fetch_add(1, Relaxed);
+            // No `id:` line: the client's last event id stays that of the
+            // last data event, which is where its next stream continues.
             let last = format!("event: shutdown\nretry: {RETRY_HINT_MS}\ndata: server closing\n\n");
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(last)))));
         }
         match self.ticker.poll_tick(cx) {
             Poll::Ready(_) => {
-                self.seq += 1;
-                let event = format!("id: {0}\ndata: {{\"seq\":{0}}}\n\n", self.seq);
+                let id = self.next_id;
+                self.next_id += 1;
+                // The id in `data` is a string: it is past 2^53, where a
+                // JSON number loses digits in JavaScript.
+                let event = format!("id: {id}\ndata: {{\"id\":\"{id}\"}}\n\n");
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
             }
             Poll::Pending => Poll::Pending,

@@ -31,14 +31,11 @@ use tokio::time::Instant;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::query;
+use super::query::Query;
 use super::request_token;
 use super::respond::{self, Body};
 use crate::app::App;
-use crate::store::{NewItem, Page, StoreError};
-
-/// Longest accepted item name, in characters.
-pub const MAX_NAME_CHARS: usize = 200;
+use crate::store::{NewItem, Page, StoreError, check_name};
 
 /// Longest accepted search text (`?q=`), in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;
@@ -49,20 +46,30 @@ pub const MAX_SEARCH_CHARS: usize = 200;
 /// case-insensitive): an unindexed scan of the whole table, the slow query
 /// that shows a client leaving interrupting the database.
 pub async fn list(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let q = req.uri().query();
-    let search = match query::param(q, "q").map(percent_decode) {
+    let query = match Query::parse(req.uri().query()) {
+        Ok(query) => query,
+        Err(e) => return respond::json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let search = match query.text("q") {
         None => None,
-        Some(Some(text)) if (1..=MAX_SEARCH_CHARS).contains(&text.chars().count()) => Some(text),
+        // No control characters: no name can hold one (`check_name`), and
+        // SQLite's LIKE would read a NUL as the end of the pattern.
+        Some(text)
+            if (1..=MAX_SEARCH_CHARS).contains(&text.chars().count())
+                && !text.chars().any(char::is_control) =>
+        {
+            Some(text.to_owned())
+        }
         Some(_) => {
             let msg = format!(
-                "query parameter `q` must be 1 to {MAX_SEARCH_CHARS} characters of percent-encoded UTF-8"
+                "query parameter `q` must be 1 to {MAX_SEARCH_CHARS} characters, no control characters"
             );
             return respond::json_error(StatusCode::BAD_REQUEST, msg);
         }
     };
     let page = match (
-        query::number(q, "limit", 1, 1000, Some(100)),
-        query::number(q, "after", 0, u64::MAX, None),
+        query.number("limit", 1, 1000, Some(100)),
+        query.number("after", 0, u64::MAX, None),
     ) {
         (Ok(limit), Ok(after)) => Page {
             after,
@@ -104,9 +111,9 @@ pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             return respond::json_error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"));
         }
     };
-    let chars = new.name.chars().count();
-    if new.name.trim().is_empty() || chars > MAX_NAME_CHARS {
-        let msg = format!("`name` must be 1 to {MAX_NAME_CHARS} characters, not blank");
+    // The store's own rule, checked here first so that a bad name never
+    // reaches a write task (the store would refuse it as well).
+    if let Err(msg) = check_name(&new.name) {
         return respond::json_error(StatusCode::UNPROCESSABLE_ENTITY, msg);
     }
     if new.ttl_secs.is_some_and(|t| t > MAX_TTL_SECS) {
@@ -195,25 +202,6 @@ where
     }
 }
 
-/// Decodes `%XX` escapes and `+` (a space) in a query value. `None` if the
-/// result is not UTF-8 or an escape is malformed.
-fn percent_decode(raw: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = [bytes.next()?, bytes.next()?];
-                let hex = std::str::from_utf8(&hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-            }
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// The id in `/api/items/{id}`: a decimal `u64`, nothing after it.
 pub fn parse_id(path: &str) -> Option<u64> {
     let rest = path.strip_prefix("/api/items/")?;
@@ -268,32 +256,24 @@ async fn read_body(
     }
 }
 
+/// The answer for a store error. Only `Unavailable` is a 500: the store
+/// is broken (a disk error, a corrupt file, a panic in a query), which no
+/// request can cause or retry its way out of.
 fn store_error(e: StoreError) -> Response<Body> {
     match e {
         // A read: only reachable if the client is gone; the answer goes
         // nowhere, but it must still be a well-formed one. A write: the
         // shutdown was forced and the transaction rolled back.
         StoreError::Cancelled => respond::retry_elsewhere("cancelled; nothing was stored"),
-        // Another process held the database past the busy timeout.
+        // Another process held the database past the busy timeout, or the
+        // disk is full.
         StoreError::Busy => respond::retry_elsewhere("database busy, try again"),
-        StoreError::Unavailable(_) => {
+        // The input broke a rule the handler did not check: still the
+        // client's input, so still a 4xx.
+        StoreError::Rejected(why) => respond::json_error(StatusCode::UNPROCESSABLE_ENTITY, why),
+        StoreError::Unavailable(why) => {
+            tracing::error!(error = %why, "store failed; answering 500");
             respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "query failed")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `?q=` is decoded like a form value, and anything that is not
-    /// well-formed UTF-8 after decoding is refused (the handler answers 400).
-    #[test]
-    fn search_text_is_percent_decoded_and_bad_escapes_are_refused() {
-        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("\u{e9}"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%FF"), None);
     }
 }

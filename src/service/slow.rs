@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use super::query;
+use super::query::Query;
 use super::request_token;
 use super::respond::{self, Body};
 use crate::app::App;
@@ -25,7 +25,7 @@ pub const MAX_MS: u64 = 60_000;
 
 /// Sleeps `ms` on a spawned task, then answers 200 `done`.
 pub async fn slow(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let ms = match query::number(req.uri().query(), "ms", 0, MAX_MS, None) {
+    let ms = match Query::parse(req.uri().query()).and_then(|q| q.number("ms", 0, MAX_MS, None)) {
         Ok(Some(ms)) => ms,
         Ok(None) => {
             return respond::json_error(
@@ -47,6 +47,9 @@ pub async fn slow(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         Ok(true) => respond::text(StatusCode::OK, "done\n"),
         // Cancelled: nobody is waiting for this answer any more.
         Ok(false) => respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "cancelled"),
+        // The task panicked or was aborted: neither happens to
+        // `simulated_work`, and no input can make it; a 500 says the
+        // server, not the request, is at fault.
         Err(_) => respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "work failed"),
     }
 }

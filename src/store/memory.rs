@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, unix_now};
+use super::{
+    Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, unix_now,
+};
 
 /// Items in memory, lost on exit.
 #[derive(Debug, Default)]
@@ -83,6 +85,9 @@ impl Store for MemoryStore {
             if cancel.is_cancelled() {
                 return Err(StoreError::Cancelled);
             }
+            // The same rule as the SQLite store, so that a name one store
+            // holds the other holds too.
+            check_name(&item.name).map_err(StoreError::Rejected)?;
             let now = unix_now();
             let mut inner = self.lock();
             inner.next_id += 1;

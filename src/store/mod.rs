@@ -28,6 +28,7 @@
 //!   `--db :memory:` and [`crate::Server::new`] use, and most tests.
 
 mod memory;
+mod name;
 mod schema;
 pub mod sqlite;
 
@@ -42,6 +43,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use memory::MemoryStore;
+pub use name::{MAX_NAME_CHARS, check_name};
 pub use sqlite::SqliteStore;
 #[cfg(feature = "test-harness")]
 pub use sqlite::StepHook;
@@ -51,7 +53,7 @@ pub use sqlite::StepHook;
 pub struct Item {
     /// Assigned by the store, increasing, never reused.
     pub id: u64,
-    /// 1–200 characters.
+    /// 1–200 characters, no control characters ([`check_name`]).
     pub name: String,
     /// Seconds since the Unix epoch.
     pub created_at: u64,
@@ -63,7 +65,7 @@ pub struct Item {
 /// What a client asks to create.
 #[derive(Debug, Clone)]
 pub struct NewItem {
-    /// Already validated by the handler.
+    /// Checked by the handler; the store checks again ([`check_name`]).
     pub name: String,
     /// Lifetime in seconds; `None` keeps it forever.
     pub ttl_secs: Option<u64>,
@@ -85,9 +87,15 @@ pub enum StoreError {
     /// The token was cancelled before or during the call. For a write, the
     /// transaction was rolled back: nothing of it is stored.
     Cancelled,
-    /// Another writer (another process on the same file) held the database
-    /// for longer than the busy timeout. Worth retrying.
+    /// The store cannot take the call now but may soon: another writer
+    /// (another process on the same file) held the database for longer
+    /// than the busy timeout, or the disk is full. Worth retrying.
     Busy,
+    /// The store cannot hold what it was given (a name [`check_name`]
+    /// refuses, a constraint of the database). Nothing was stored; the
+    /// same call will fail the same way, so it is the caller's input that
+    /// must change.
+    Rejected(String),
     /// The store cannot answer (it is broken or gone).
     Unavailable(String),
 }
@@ -97,6 +105,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Cancelled => f.write_str("cancelled"),
             StoreError::Busy => f.write_str("database busy"),
+            StoreError::Rejected(why) => write!(f, "rejected: {why}"),
             StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
         }
     }

@@ -48,7 +48,10 @@ use rusqlite::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, schema, unix_now};
+use super::{
+    Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, schema,
+    unix_now,
+};
 
 /// Reader connections. Reads never wait for the writer in WAL mode, but
 /// they wait for a free reader: four lets a slow search run beside the
@@ -270,6 +273,12 @@ impl Store for SqliteStore {
     }
 
     fn create(&self, item: NewItem, cancel: CancellationToken) -> StoreFuture<'_, Item> {
+        // Refused before the writer is taken: the schema's CHECK would
+        // refuse most of these too, but not all (it counts characters only
+        // up to a NUL), and a refusal here costs no transaction.
+        if let Err(why) = check_name(&item.name) {
+            return Box::pin(std::future::ready(Err(StoreError::Rejected(why))));
+        }
         Box::pin(self.write(cancel, move |tx, steps| {
             let now = unix_now();
             let expires_at = item.ttl_secs.map(|t| now.saturating_add(t));
@@ -473,8 +482,17 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         match e.sqlite_error_code() {
             Some(ErrorCode::OperationInterrupted) => StoreError::Cancelled,
-            // Still locked by another process after `busy_timeout`.
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+            // Still locked by another process after `busy_timeout`; or the
+            // disk is full, which enough creates could bring about: both
+            // pass, and the client should come back rather than be told
+            // the server failed.
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull) => {
+                StoreError::Busy
+            }
+            // A CHECK or NOT NULL the values broke: the input, not the
+            // store, is at fault. `check_name` should have caught it first;
+            // this keeps a rule it misses a 422 rather than a 500.
+            Some(ErrorCode::ConstraintViolation) => StoreError::Rejected(e.to_string()),
             _ => StoreError::Unavailable(e.to_string()),
         }
     }
