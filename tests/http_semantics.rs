@@ -1,5 +1,6 @@
 //! HTTP as real clients see it: `HEAD` wherever `GET` is served, over
-//! HTTP/1.1 and HTTP/2; `OPTIONS` on a path and on `*`.
+//! HTTP/1.1 and HTTP/2; `OPTIONS` on a path and on `*`; `/metrics` as
+//! Prometheus reads it.
 
 mod support;
 
@@ -245,5 +246,40 @@ async fn options_star_lists_the_servers_methods() {
         Some("GET, HEAD, POST, DELETE, OPTIONS")
     );
     assert!(res.body.is_empty());
+    stop(server).await;
+}
+
+/// `/metrics` says it is Prometheus text, version 0.0.4, in UTF-8, and a
+/// strict parser of that format reads every line of it.
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text() {
+    let server = TestServer::start(test_config()).await;
+    http::get(server.addr, "/healthz").await;
+    let res = http::get(server.addr, "/metrics").await;
+    assert_eq!(
+        res.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let page = res.text();
+    let parsed = openmetrics_parser::prometheus::parse_prometheus(&page)
+        .unwrap_or_else(|e| panic!("not Prometheus text ({e:?}):\n{page}"));
+    let requests = parsed
+        .families
+        .get("lameduck_requests_total")
+        .expect("lameduck_requests_total is there");
+    assert_eq!(
+        requests.family_type,
+        openmetrics_parser::PrometheusType::Counter
+    );
+    let samples = page
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count();
+    let parsed_samples: usize = parsed
+        .families
+        .values()
+        .map(|f| f.iter_samples().count())
+        .sum();
+    assert_eq!(parsed_samples, samples, "every sample line was read");
     stop(server).await;
 }
