@@ -11,7 +11,6 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -36,10 +35,6 @@ pub(crate) struct Acceptor {
     /// One task per connection. Reaped as they finish, so it never grows;
     /// handed to the drain at step 3.
     conns: JoinSet<()>,
-    /// Tells every watched connection to finish. Each connection's
-    /// [`Watcher`](hyper_util::server::graceful::Watcher) is taken *before*
-    /// its task is spawned, so no connection can miss the signal.
-    graceful: GracefulShutdown,
     /// Builders and service shared by all connection tasks.
     conn_config: Arc<ConnectionConfig>,
     /// HTTP/2 stream tasks, which hyper spawns outside their connection
@@ -57,7 +52,6 @@ impl Acceptor {
             limiter: Arc::new(Semaphore::new(app.config.max_connections)),
             backoff: AcceptBackoff::default(),
             conns: JoinSet::new(),
-            graceful: GracefulShutdown::new(),
             conn_config: Arc::new(ConnectionConfig::new(app, executor)),
             streams,
         }
@@ -79,20 +73,20 @@ impl Acceptor {
     /// Step 3: stops accepting. Dropping the listener closes the socket:
     /// new connections are refused, and ones queued in the backlog are
     /// reset, rather than waiting for an accept that will never come.
-    /// Returns everything still running, and the graceful signal for step 4.
-    pub fn stop(self, workers: JoinSet<&'static str>) -> (Running, GracefulShutdown) {
+    /// Returns everything still running. (Connections learn of the drain
+    /// from the `closing` token, which exists before any of them, so none
+    /// can miss it.)
+    pub fn stop(self, workers: JoinSet<&'static str>) -> Running {
         let Acceptor {
             listener,
             conns,
-            graceful,
             streams,
             conn_config,
             ..
         } = self;
         drop(listener);
         let writes = conn_config.app().shutdown.writes().clone();
-        let running = Running::new(conns, workers, streams, writes);
-        (running, graceful)
+        Running::new(conns, workers, streams, writes)
     }
 
     /// Accepts connections until `until` resolves, and returns its output.
@@ -132,13 +126,11 @@ impl Acceptor {
         let _ = stream.set_nodelay(true);
         let app = self.conn_config.app();
         app.metrics.connections_accepted.fetch_add(1, Relaxed);
-        let watcher = self.graceful.watcher();
         let cfg = self.conn_config.clone();
         self.conns.spawn(connection::serve(
             stream,
             std::time::Instant::now(),
             cfg,
-            watcher,
             Some(permit),
         ));
     }

@@ -6,8 +6,11 @@
 //!    would hold a connection slot forever. Here the sniff shares the first
 //!    head's deadline (`header_read_timeout` from the accept).
 //! 2. **Serve** with hyper's HTTP/1 or HTTP/2 connection, replaying the
-//!    sniffed bytes first, wrapped in the graceful-shutdown [`Watcher`] so
-//!    the drain can tell it to finish.
+//!    sniffed bytes first. Both learn of the drain from the `closing`
+//!    token: HTTP/1 through `keepalive_grace`, HTTP/2 through `h2_idle`,
+//!    which also ends an idle HTTP/2 connection the same way (GOAWAY).
+//!    hyper-util's graceful watcher is not used: it owns the connection
+//!    it watches, so nothing else could tell that connection to finish.
 //!
 //! The task's locals are its shutdown contract: the connection-limit permit
 //! and the open-connection count are released by `Drop`, so they are
@@ -21,7 +24,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinError;
@@ -29,7 +31,7 @@ use tracing::{debug, error};
 
 use crate::app::App;
 use crate::executor::StreamExecutor;
-use crate::h2_idle::StreamCount;
+use crate::h2_idle::{self, StreamCount};
 use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
 use crate::keepalive_grace::KeepAliveGrace;
 use crate::service::Service;
@@ -111,7 +113,6 @@ pub async fn serve<T>(
     io: T,
     accepted_at: Instant,
     cfg: Arc<ConnectionConfig>,
-    watcher: Watcher,
     permit: Option<OwnedSemaphorePermit>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -138,11 +139,9 @@ pub async fn serve<T>(
 
     let result = match protocol {
         Protocol::Http1 => {
-            // HTTP/1 connections learn of the drain from the `closing`
-            // token, not the graceful watcher: hyper's graceful shutdown
-            // would close an idle keep-alive connection at once, racing
-            // the client's next request (see `keepalive_grace`).
-            drop(watcher);
+            // At the drain, hyper's graceful shutdown would close an idle
+            // keep-alive connection at once, racing the client's next
+            // request; `keepalive_grace` decides when instead.
             let mut h1 = cfg.http1.clone();
             h1.timer(HeadTimer(clock.clone()));
             if cfg.app.shutdown.is_draining() {
@@ -161,20 +160,13 @@ pub async fn serve<T>(
         Protocol::Http2 => {
             let streams = StreamCount::new();
             let h2 = cfg.http2(streams.clone());
-            // Boxed: an HTTP/2 connection's state is much larger than an
-            // HTTP/1 one's, and held inline it would make every
-            // connection task that size, HTTP/1 or not.
-            let conn = Box::pin(watcher.watch(h2.serve_connection(io, cfg.service.clone())));
-            tokio::select! {
-                res = conn => res,
-                // Go's `IdleTimeout` for HTTP/2: no open stream for that
-                // long closes the connection. Dropping `conn` closes the
-                // socket; with no stream open, nothing is cut short.
-                () = streams.idle_for(cfg.idle_timeout) => {
-                    debug!("idle HTTP/2 connection closed");
-                    Ok(())
-                }
-            }
+            let conn = h2.serve_connection(io, cfg.service.clone());
+            // The drain and the idle timeout both end the connection with
+            // GOAWAY: see `h2_idle`. Boxed: an HTTP/2 connection's state
+            // is much larger than an HTTP/1 one's, and held inline it
+            // would make every connection task that size, HTTP/1 or not.
+            let drain = cfg.app.shutdown.closing();
+            Box::pin(h2_idle::serve(conn, drain, &streams, cfg.idle_timeout)).await
         }
     };
     if let Err(e) = result {

@@ -6,7 +6,7 @@
 //!
 //! | field | what it is | how the drain ends it | how the force ends it |
 //! |---|---|---|---|
-//! | `conns` | one task per connection | graceful watcher signal | `abort_all` |
+//! | `conns` | one task per connection | the `closing` token: `Connection: close`, GOAWAY | `abort_all` |
 //! | `workers` | background workers (the cleaner) | their token | `abort_all` |
 //! | `streams` | HTTP/2 stream tasks, outside their connection | finish with it | the executor's `force` token |
 //! | `writes` | store writes, outside their request | commit | `abandon_writes`: roll back |
@@ -68,17 +68,14 @@ impl Running {
     }
 
     /// Step 4: waits until every connection, worker, HTTP/2 stream and
-    /// write is done, the deadline passes, or `force` fires. `told` is the
-    /// graceful watcher's shutdown future: polling it is what sends the
-    /// signal. Returns how it ended.
+    /// write is done, the deadline passes, or `force` fires. Every
+    /// connection has already been told to finish (`begin_drain`). Returns
+    /// how it ended.
     pub async fn drain(
         &mut self,
-        told: impl Future<Output = ()>,
         deadline: Instant,
         force: &mut Force<'_, impl Future<Output = ()>>,
     ) -> Outcome {
-        let mut told = pin!(told);
-        let mut told_done = false;
         // One timer for the whole drain, not one per loop turn.
         let mut deadline = pin!(tokio::time::sleep_until(deadline));
         // No new stream or write can start once every connection is gone,
@@ -105,8 +102,6 @@ impl Running {
                 biased;
                 _ = force.as_mut() => return Outcome::ForcedBySignal,
                 _ = &mut deadline => return Outcome::ForcedByDeadline,
-                // Completes when the last watched connection is gone.
-                _ = &mut told, if !told_done => told_done = true,
                 Some(res) = conns.join_next() => tally.conns_finished += usize::from(log_if_panicked(res)),
                 Some(res) = workers.join_next() => tally.worker(res),
                 // Only once no connection can start a new one, and only

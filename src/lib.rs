@@ -36,7 +36,8 @@
 //!   owner; the order of the drain is written there.
 //! - `accept_loop`: accept, reap, stop when told.
 //! - `drain`: waiting for what still runs, and forcing it.
-//! - `connection`: one connection: protocol sniff, hyper, graceful watch.
+//! - `connection`: one connection: protocol sniff, hyper, told of the
+//!   drain by the `closing` token.
 //! - `head_timer`: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
 //!   single header timer.
 //! - `write_stall`: a peer that stops reading is cut off.
@@ -46,8 +47,8 @@
 //!   still sends, so no reset destroys the response.
 //! - `executor`: where HTTP/2 stream tasks run, so a forced close reaches
 //!   them.
-//! - `h2_idle`: Go's `IdleTimeout` for HTTP/2: a connection with no open
-//!   stream is noticed.
+//! - `h2_idle`: Go's `IdleTimeout` for HTTP/2, and how an HTTP/2
+//!   connection ends, at the drain or when idle: GOAWAY, then the close.
 //! - `accept_errors`: accept errors, classified, with back-off.
 //! - [`listener`]: the listening socket, inherited (`LISTEN_FDS`) or built
 //!   with socket2.

@@ -143,14 +143,14 @@ impl Server {
 
         // ── 3. Stop accepting ────────────────────────────────────────────
         // The listener is closed: new connections are refused.
-        let (mut running, graceful) = acceptor.stop(workers);
+        let mut running = acceptor.stop(workers);
         timeline.drain_begins(running.conns.len());
 
         // ── 4. Drain ─────────────────────────────────────────────────────
         let outcome = if cut_short {
             Outcome::ForcedBySignal
         } else {
-            let told = app.shutdown.begin_drain(graceful);
+            app.shutdown.begin_drain();
             info!(
                 phase = Phase::Draining.name(),
                 conns = running.conns.len(),
@@ -158,7 +158,7 @@ impl Server {
                 "shutdown phase"
             );
             let deadline = timeline.drain_started_at() + config.shutdown_timeout;
-            running.drain(told, deadline, &mut force).await
+            running.drain(deadline, &mut force).await
         };
 
         // ── 5. Force ─────────────────────────────────────────────────────

@@ -15,14 +15,13 @@
 //!
 //! | token | cancelled when | who watches it |
 //! |---|---|---|
-//! | `closing` | the drain begins (and again at a forced close) | event streams end with a last event; background workers stop; writes that finish after it are counted as drained |
+//! | `closing` | the drain begins (and again at a forced close) | connections finish (HTTP/1: `Connection: close`; HTTP/2: GOAWAY); event streams end with a last event; background workers stop; writes that finish after it are counted as drained |
 //! | `past_deadline` | the shutdown deadline passes | waiting handlers answer `503` + `Retry-After` instead of being cut |
 //! | `abandon_writes` | the shutdown is forced, and only then | a write still in progress rolls back instead of committing |
 //! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task |
 
 use std::future::Future;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -152,21 +151,13 @@ impl ShutdownState {
     /// 1. the phase, first, because a connection still reading its first
     ///    bytes checks it to decide whether to serve one request and close;
     /// 2. `closing`: event streams send their last event, background
-    ///    workers stop at their next check, and HTTP/1 connections begin
+    ///    workers stop at their next check, HTTP/1 connections begin
     ///    their keep-alive grace (idle for longer than it: closed now;
     ///    busy or used recently: the next response carries
-    ///    `Connection: close`);
-    /// 3. the graceful signal to every watched HTTP/2 connection: GOAWAY.
-    ///
-    /// The signal is sent when the returned future is first polled; it
-    /// then resolves when the last watched connection is gone.
-    pub(crate) fn begin_drain(
-        &self,
-        graceful: GracefulShutdown,
-    ) -> impl Future<Output = ()> + use<> {
+    ///    `Connection: close`), and HTTP/2 connections send GOAWAY.
+    pub(crate) fn begin_drain(&self) {
         self.set(Phase::Draining);
         self.closing.cancel();
-        graceful.shutdown()
     }
 
     /// The shutdown is forced (deadline or second signal): writes still in

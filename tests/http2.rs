@@ -6,38 +6,13 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use bytes::Bytes;
 use lameduck::{Outcome, Phase};
+use support::http2::{body_text, connect as h2_connect, get};
 use support::{TestServer, test_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const STOP: Duration = Duration::from_secs(15);
-
-type Client = h2::client::SendRequest<Bytes>;
-
-async fn h2_connect(
-    addr: std::net::SocketAddr,
-) -> (Client, tokio::task::JoinHandle<Result<(), h2::Error>>) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    (client, tokio::spawn(conn))
-}
-
-fn get(path: &str) -> http::Request<()> {
-    http::Request::get(format!("http://test{path}"))
-        .body(())
-        .unwrap()
-}
-
-async fn body_text(res: http::Response<h2::RecvStream>) -> String {
-    let mut body = res.into_body();
-    let mut out = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        out.extend_from_slice(&chunk);
-    }
-    String::from_utf8(out).unwrap()
-}
 
 /// An HTTP/2 stream in flight when the drain begins completes with 200; the
 /// connection gets GOAWAY, so a new stream on it is refused, and the
@@ -133,33 +108,91 @@ async fn healthz_answers_over_h2c() {
 }
 
 /// `--idle-timeout` for HTTP/2 (hyper has none): once no stream has been
-/// open for the idle timeout, the connection is closed.
+/// open for the idle timeout, the connection ends the way HTTP/2 ends a
+/// connection: GOAWAY with `NO_ERROR` and the last stream it took (here
+/// stream 1), then the close. Read frame by frame, as a client that
+/// answers the GOAWAY's PING (every real client does). It used to be
+/// closed with no GOAWAY at all.
 #[tokio::test]
-async fn an_idle_h2c_connection_is_closed_at_the_idle_timeout() {
+async fn an_idle_h2c_connection_gets_goaway_then_is_closed_at_the_idle_timeout() {
     let config = lameduck::Config {
         idle_timeout: Duration::from_millis(600),
         ..test_config()
     };
     let server = TestServer::start(config).await;
-    let (mut client, conn) = h2_connect(server.addr).await;
-    let (pending, _) = client.send_request(get("/healthz"), true).unwrap();
-    assert_eq!(body_text(pending.await.unwrap()).await, "ok\n");
-    let idle_from = std::time::Instant::now();
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(&h2c_start_with_get_livez()).await.unwrap();
 
-    tokio::time::timeout(Duration::from_secs(10), conn)
-        .await
-        .expect("idle connection closed")
-        .ok();
-    let idle = idle_from.elapsed();
+    let mut answered_at = None;
+    let mut goaways = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = read_frame(&mut tcp).await {
+            match frame.kind {
+                HEADERS | DATA if frame.stream == 1 && frame.flags & END_STREAM != 0 => {
+                    answered_at = Some(std::time::Instant::now());
+                }
+                GOAWAY => goaways.push((std::time::Instant::now(), GoAway::of(&frame))),
+                _ => answer_control_frame(&mut tcp, &frame, true).await,
+            }
+        }
+    })
+    .await;
+    closed.expect("idle connection closed");
+
+    let answered_at = answered_at.expect("stream 1 answered");
+    let (first_at, _) = goaways.first().expect("a GOAWAY before the close");
+    let idle = first_at.duration_since(answered_at);
     assert!(
         idle >= Duration::from_millis(500),
-        "closed after {idle:?}, before the idle timeout"
+        "GOAWAY after {idle:?}, before the idle timeout"
     );
+    assert!(
+        goaways.iter().all(|(_, g)| g.error == 0),
+        "NO_ERROR: {goaways:?}"
+    );
+    let (_, last) = goaways.last().unwrap();
+    assert_eq!(last.last_stream, 1, "the last GOAWAY names the last stream");
     server
         .wait_until(Duration::from_secs(5), "connection gone", |app| {
             app.metrics.open_connections() == 0
         })
         .await;
+    server.shutdown();
+    server.report_within(STOP).await;
+}
+
+/// A client that never answers the GOAWAY's PING cannot keep an idle
+/// connection: a second after the GOAWAY (`GOAWAY_GRACE`, Go's
+/// `goAwayTimeout`) it is closed anyway.
+#[tokio::test]
+async fn an_idle_h2c_connection_that_ignores_goaway_is_closed_a_second_later() {
+    let config = lameduck::Config {
+        idle_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let server = TestServer::start(config).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(&h2c_start_with_get_livez()).await.unwrap();
+
+    let mut goaway_at = None;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = read_frame(&mut tcp).await {
+            match frame.kind {
+                GOAWAY => {
+                    assert_eq!(GoAway::of(&frame).error, 0, "NO_ERROR");
+                    goaway_at.get_or_insert_with(std::time::Instant::now);
+                }
+                _ => answer_control_frame(&mut tcp, &frame, false).await,
+            }
+        }
+    })
+    .await
+    .expect("closed although the PING went unanswered");
+    let waited = goaway_at.expect("a GOAWAY before the close").elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed {waited:?} after the GOAWAY"
+    );
     server.shutdown();
     server.report_within(STOP).await;
 }
@@ -188,4 +221,90 @@ async fn an_h2c_connection_with_an_open_stream_is_not_idle() {
     assert!(events >= 8, "only {events} events");
     server.shutdown();
     server.report_within(STOP).await;
+}
+
+// ── A few raw frames, for tests that must see the wire itself ───────────
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+/// One frame as it came off the wire (RFC 9113 §4.1).
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+/// A GOAWAY's content (RFC 9113 §6.8).
+#[derive(Debug)]
+struct GoAway {
+    last_stream: u32,
+    error: u32,
+}
+
+impl GoAway {
+    fn of(frame: &Frame) -> GoAway {
+        let word = |i: usize| u32::from_be_bytes(frame.payload[i..i + 4].try_into().unwrap());
+        GoAway {
+            last_stream: word(0) & 0x7fff_ffff,
+            error: word(4),
+        }
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream.to_be_bytes());
+    out.extend(payload);
+    out
+}
+
+/// The client preface, empty SETTINGS, and `GET /livez` on stream 1. The
+/// header block is HPACK by hand: `:method GET` and `:scheme http` from
+/// the static table, `:path` and `:authority` as literals.
+fn h2c_start_with_get_livez() -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x04, 6];
+    block.extend(b"/livez");
+    block.extend([0x01, 4]);
+    block.extend(b"test");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block));
+    out
+}
+
+/// The next frame, or `None` once the server has closed (EOF or reset).
+async fn read_frame(tcp: &mut TcpStream) -> Option<Frame> {
+    let mut head = [0u8; 9];
+    tcp.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    Some(Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff,
+        payload,
+    })
+}
+
+/// What a client does with the server's control frames: acknowledge its
+/// SETTINGS, and answer its PINGs if `pong`. Writes may fail once the
+/// server has closed; the read that follows sees the close.
+async fn answer_control_frame(tcp: &mut TcpStream, frame: &Frame, pong: bool) {
+    let answer = match frame.kind {
+        SETTINGS if frame.flags & ACK == 0 => self::frame(SETTINGS, ACK, 0, &[]),
+        PING if frame.flags & ACK == 0 && pong => self::frame(PING, ACK, 0, &frame.payload),
+        _ => return,
+    };
+    let _ = tcp.write_all(&answer).await;
 }

@@ -139,10 +139,10 @@ async fn unknown_paths_get_404_and_wrong_methods_get_405_with_allow() {
         "debug routes are off by default"
     );
     for (method, path, allow) in [
-        ("DELETE", "/healthz", "GET, HEAD"),
-        ("PUT", "/api/items", "GET, POST"),
-        ("POST", "/api/items/1", "GET, HEAD, DELETE"),
-        ("POST", "/api/slow?ms=1", "GET, HEAD"),
+        ("DELETE", "/healthz", "GET, HEAD, OPTIONS"),
+        ("PUT", "/api/items", "GET, HEAD, POST, OPTIONS"),
+        ("POST", "/api/items/1", "GET, HEAD, DELETE, OPTIONS"),
+        ("POST", "/api/slow?ms=1", "GET, HEAD, OPTIONS"),
     ] {
         let res = request(server.addr, method, path, None).await;
         assert_eq!(

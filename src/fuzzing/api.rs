@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arbitrary::{Arbitrary, Unstructured};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -89,7 +88,6 @@ pub fn api_requests(input: &[u8]) {
         let executor = StreamExecutor::new(TaskTracker::new(), CancellationToken::new());
         let api = Api {
             cfg: Arc::new(ConnectionConfig::new(app, executor)),
-            graceful: GracefulShutdown::new(),
         };
         let mut model = Model::default();
         for call in &calls {
@@ -102,8 +100,6 @@ pub fn api_requests(input: &[u8]) {
 /// Sends requests to the real service, one connection each.
 struct Api {
     cfg: Arc<ConnectionConfig>,
-    /// Never signalled: the watchers need a sender that stays alive.
-    graceful: GracefulShutdown,
 }
 
 impl Api {
@@ -114,7 +110,6 @@ impl Api {
             server,
             Instant::now(),
             self.cfg.clone(),
-            self.graceful.watcher(),
             None,
         ));
         let head = format!(

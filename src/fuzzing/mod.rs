@@ -29,7 +29,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -175,37 +174,20 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         let streams = TaskTracker::new();
         let executor = StreamExecutor::new(streams.clone(), CancellationToken::new());
         let cfg = Arc::new(ConnectionConfig::new(app.clone(), executor));
-        let graceful = GracefulShutdown::new();
-        let watcher = graceful.watcher();
-
         // The script's shutdown step asks for the signal; it is sent here,
         // between two polls of the connection, so that the connection
-        // learns of it on its very next poll (the watcher checks first) and
+        // learns of it on its very next poll (the `closing` token) and
         // everything written from then on was written knowing it. It does,
         // for this one connection what the server's drain does for all of
         // them, through the same call (`ShutdownState::begin_drain`).
         let io = MockIo::new(client, script, shared.clone());
-        let mut conn = std::pin::pin!(connection::serve(io, Instant::now(), cfg, watcher, None));
-        let mut graceful = Some(graceful);
+        let mut conn = std::pin::pin!(connection::serve(io, Instant::now(), cfg, None));
         let conn = std::future::poll_fn(|cx| {
             let mut wire = shared.lock().unwrap();
-            if wire.shutdown_requested
-                && let Some(graceful) = graceful.take()
-            {
+            if wire.shutdown_requested && wire.shutdown_at.is_none() {
                 wire.shutdown_at = Some(wire.output.len());
                 app.shutdown.enter_lame_duck();
-                // Polling the drain's future once is what sends the
-                // signal; the rest of it (waiting for the watchers) is
-                // spawned, unless it is already done: an HTTP/1 connection
-                // holds no watcher (see `keepalive_grace`), and a finished
-                // future must not be polled again.
-                let mut signal = Box::pin(app.shutdown.begin_drain(graceful));
-                let first = signal
-                    .as_mut()
-                    .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
-                if first.is_pending() {
-                    tokio::spawn(signal);
-                }
+                app.shutdown.begin_drain();
             }
             drop(wire);
             conn.as_mut().poll(cx)

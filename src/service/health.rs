@@ -30,7 +30,7 @@ pub fn metrics(app: &App) -> Response<Body> {
     let mut res = Response::new(Either::Left(Full::new(Bytes::from(page))));
     res.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     res
 }

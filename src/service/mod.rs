@@ -5,9 +5,14 @@
 //!
 //! | kind | routes | runs as |
 //! |---|---|---|
-//! | instant | `/healthz`, `/livez`, `/metrics`, 404, 405 | a ready future: no timer, no allocation |
+//! | instant | `/healthz`, `/livez`, `/metrics`, `OPTIONS`, 404, 405 | a ready future: no timer, no allocation |
 //! | work | `/api/items`, `/api/items/{id}`, `/api/slow`, `/debug/panic` | `guarded`: request timeout, deadline 503, panic → 500 |
 //! | stream | `/api/stream` | a body that ends on the `closing` token; no request timeout |
+//!
+//! Every route that serves `GET` serves `HEAD` too, over both protocols:
+//! the same handler runs, and `head.rs` takes the body away. `OPTIONS`
+//! answers 204 with the path's `Allow` list, and `OPTIONS *` with the
+//! server's.
 //!
 //! # Cancellation, the Rust way
 //!
@@ -26,6 +31,7 @@
 //! reaching the store.
 
 mod event_stream;
+mod head;
 mod health;
 mod items;
 mod query;
@@ -78,43 +84,87 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let app = &self.app;
-        let http1 = req.version() < Version::HTTP_2;
+        let reply = Reply {
+            http1: req.version() < Version::HTTP_2,
+            head: req.method() == Method::HEAD,
+        };
         let instant = |res: Response<Body>| {
             app.metrics.record_status(res.status().as_u16());
-            Either::Left(ready(Ok(last_if_draining(app, http1, res))))
+            Either::Left(ready(Ok(reply.finish(app, res))))
         };
+        // `HEAD` is routed like `GET` everywhere (RFC 9110 §9.1: a server
+        // that serves GET must serve HEAD); `Reply::finish` takes the body
+        // away afterwards.
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
+        let method = req.method();
         match req.uri().path() {
             "/healthz" if get => instant(health::healthz(app)),
             "/livez" if get => instant(health::livez()),
             "/metrics" if get => instant(health::metrics(app)),
-            "/healthz" | "/livez" | "/metrics" => instant(respond::method_not_allowed("GET, HEAD")),
-
-            "/api/items" => match *req.method() {
-                Method::GET => work(app, http1, items::list(app.clone(), req)),
-                Method::POST => work(app, http1, items::create(app.clone(), req)),
-                _ => instant(respond::method_not_allowed("GET, POST")),
-            },
-            path if path.starts_with("/api/items/") => {
-                match (req.method().clone(), items::parse_id(path)) {
-                    (_, None) => instant(respond::not_found()),
-                    (Method::GET | Method::HEAD, Some(id)) => {
-                        work(app, http1, items::get(app.clone(), id))
-                    }
-                    (Method::DELETE, Some(id)) => work(app, http1, items::delete(app.clone(), id)),
-                    _ => instant(respond::method_not_allowed("GET, HEAD, DELETE")),
-                }
+            "/healthz" | "/livez" | "/metrics" => {
+                instant(respond::unhandled_method(method, allow::READ))
             }
-            "/api/slow" if get => work(app, http1, slow::slow(app.clone(), req)),
-            "/api/slow" => instant(respond::method_not_allowed("GET, HEAD")),
-            "/api/stream" if get => instant(stream::stream(app, &req)),
-            "/api/stream" => instant(respond::method_not_allowed("GET, HEAD")),
 
-            "/debug/panic" if app.config.debug_routes => work(app, http1, async {
+            "/api/items" => match *method {
+                Method::GET | Method::HEAD => work(app, reply, items::list(app.clone(), req)),
+                Method::POST => work(app, reply, items::create(app.clone(), req)),
+                _ => instant(respond::unhandled_method(method, allow::ITEMS)),
+            },
+            path if path.starts_with("/api/items/") => match items::parse_id(path) {
+                None => instant(respond::not_found()),
+                Some(id) => match *method {
+                    Method::GET | Method::HEAD => work(app, reply, items::get(app.clone(), id)),
+                    Method::DELETE => work(app, reply, items::delete(app.clone(), id)),
+                    _ => instant(respond::unhandled_method(method, allow::ITEM)),
+                },
+            },
+            "/api/slow" if get => work(app, reply, slow::slow(app.clone(), req)),
+            "/api/slow" => instant(respond::unhandled_method(method, allow::READ)),
+            "/api/stream" if get => instant(stream::stream(app, &req)),
+            "/api/stream" => instant(respond::unhandled_method(method, allow::READ)),
+
+            "/debug/panic" if app.config.debug_routes => work(app, reply, async {
                 panic!("/debug/panic was asked to panic");
             }),
+            // `OPTIONS *` asks about the server rather than a path
+            // (RFC 9110 §9.3.7).
+            "*" if *method == Method::OPTIONS => instant(respond::options(allow::SERVER)),
             _ => instant(respond::not_found()),
         }
+    }
+}
+
+/// The `Allow` lists: what `OPTIONS` answers and what a 405 names.
+mod allow {
+    /// The read-only paths: health, metrics, slow work, the event stream.
+    pub const READ: &str = "GET, HEAD, OPTIONS";
+    /// `/api/items`.
+    pub const ITEMS: &str = "GET, HEAD, POST, OPTIONS";
+    /// `/api/items/{id}`.
+    pub const ITEM: &str = "GET, HEAD, DELETE, OPTIONS";
+    /// `OPTIONS *`: every method some path takes.
+    pub const SERVER: &str = "GET, HEAD, POST, DELETE, OPTIONS";
+}
+
+/// How the answer to one request goes out, decided from the request before
+/// it is routed. Two booleans, copied into the handler's future: a plain
+/// `GET` pays a branch for each, nothing more.
+#[derive(Clone, Copy, Debug)]
+struct Reply {
+    /// HTTP/1.x: a response in the drain says it is the last.
+    http1: bool,
+    /// A `HEAD` request: the `GET` answer goes out without its body.
+    head: bool,
+}
+
+impl Reply {
+    fn finish(self, app: &App, res: Response<Body>) -> Response<Body> {
+        let res = if self.head {
+            head::without_body(res)
+        } else {
+            res
+        };
+        last_if_draining(app, self.http1, res)
     }
 }
 
@@ -122,14 +172,14 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 /// gets.
 fn work(
     app: &Arc<App>,
-    http1: bool,
+    reply: Reply,
     handler: impl Future<Output = Response<Body>> + Send + 'static,
 ) -> ResponseFuture {
     let deadline = Instant::now() + app.config.request_timeout;
     let app = app.clone();
     Either::Right(Box::pin(async move {
         let res = guarded(app.clone(), deadline, handler).await;
-        Ok(last_if_draining(&app, http1, res))
+        Ok(reply.finish(&app, res))
     }))
 }
 

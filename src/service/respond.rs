@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::header::{self, HeaderValue};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 
 use super::event_stream::EventStream;
@@ -72,6 +72,24 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     res.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     res
+}
+
+/// 204 naming the methods the path takes: the answer to `OPTIONS`.
+pub fn options(allow: &'static str) -> Response<Body> {
+    let mut res = empty(StatusCode::NO_CONTENT);
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// The answer to a method the path's handlers do not take: `OPTIONS` is
+/// told which ones they do, anything else is refused with the same list.
+pub fn unhandled_method(method: &Method, allow: &'static str) -> Response<Body> {
+    if *method == Method::OPTIONS {
+        options(allow)
+    } else {
+        method_not_allowed(allow)
+    }
 }
 
 /// Marks a response as the last on its connection. Used where the request

@@ -10,6 +10,7 @@
 
 pub mod binary;
 pub mod http;
+pub mod http2;
 pub mod storage;
 
 use std::sync::Arc;
