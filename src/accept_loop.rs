@@ -7,6 +7,7 @@
 //! first signal (running), then until the drain delay is over (lame duck).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -101,9 +102,9 @@ impl Acceptor {
                 out = &mut until => return out,
                 Some(res) = self.conns.join_next() => { log_if_panicked(res); }
                 accepted = accept(&self.listener, &self.limiter) => match accepted {
-                    Ok((stream, permit)) => {
+                    Ok((stream, peer, permit)) => {
                         self.backoff.reset();
-                        self.spawn_connection(stream, permit);
+                        self.spawn_connection(stream, peer, permit);
                     }
                     Err(e) => {
                         let wait = self.backoff.on_error(&e);
@@ -120,7 +121,12 @@ impl Acceptor {
         }
     }
 
-    fn spawn_connection(&mut self, stream: TcpStream, permit: OwnedSemaphorePermit) {
+    fn spawn_connection(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
         // Small responses should not wait for Nagle's algorithm to
         // coalesce them with data that will never come.
         let _ = stream.set_nodelay(true);
@@ -130,6 +136,7 @@ impl Acceptor {
         self.conns.spawn(connection::serve(
             stream,
             std::time::Instant::now(),
+            Some(peer),
             cfg,
             Some(permit),
         ));
@@ -142,7 +149,7 @@ impl Acceptor {
 async fn accept(
     listener: &TcpListener,
     limiter: &Arc<Semaphore>,
-) -> std::io::Result<(TcpStream, OwnedSemaphorePermit)> {
+) -> std::io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
     let permit = match limiter.clone().try_acquire_owned() {
         Ok(permit) => permit,
         // At the limit: stop accepting until a connection ends. The kernel
@@ -153,6 +160,6 @@ async fn accept(
             .await
             .expect("the semaphore is never closed"),
     };
-    let (stream, _peer) = listener.accept().await?;
-    Ok((stream, permit))
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, permit))
 }

@@ -113,10 +113,9 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_DEBUG_ROUTES", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
     pub debug_routes: bool,
 
-    /// Log one line per request: method, path, status, duration, response
-    /// bytes, peer and protocol, written when the request ends. Not written
-    /// yet: the flag is read and reaches the server's settings, and the
-    /// service does not log requests so far.
+    /// Log one line per request (target `access`): method, path, status,
+    /// duration, response bytes, peer and protocol, written when the
+    /// request ends. Off by default; when off it costs nothing.
     #[arg(long, env = "LAMEDUCK_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
     pub access_log: bool,
 

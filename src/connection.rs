@@ -17,6 +17,7 @@
 //! released however the task ends — finished, errored, or aborted at the
 //! deadline.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -106,12 +107,14 @@ impl ConnectionConfig {
     }
 }
 
-/// Serves one connection to the end. `permit` is the connection-limit slot
-/// this connection occupies; it is released when this returns or is
+/// Serves one connection to the end. `peer` is the client's address, when
+/// there is one (for the access log). `permit` is the connection-limit
+/// slot this connection occupies; it is released when this returns or is
 /// aborted.
 pub async fn serve<T>(
     io: T,
     accepted_at: Instant,
+    peer: Option<SocketAddr>,
     cfg: Arc<ConnectionConfig>,
     permit: Option<OwnedSemaphorePermit>,
 ) where
@@ -121,6 +124,9 @@ pub async fn serve<T>(
     let _slot = permit;
     let _open = OpenConnection(&cfg.app);
 
+    // This connection's copy of the service: with `--access-log`, it
+    // knows the peer.
+    let service = cfg.service.for_connection(peer);
     let clock = HeadClock::new(accepted_at, cfg.header_timeout, cfg.idle_timeout);
     let mut io = io;
     let (protocol, prefix) =
@@ -148,11 +154,9 @@ pub async fn serve<T>(
                 // The drain has already begun: serve the request we
                 // already hold in `prefix`, and close (Go does the same
                 // for connections still in StateNew).
-                h1.keep_alive(false)
-                    .serve_connection(io, cfg.service.clone())
-                    .await
+                h1.keep_alive(false).serve_connection(io, service).await
             } else {
-                let conn = h1.serve_connection(io, cfg.service.clone());
+                let conn = h1.serve_connection(io, service);
                 let drain = cfg.app.shutdown.closing();
                 KeepAliveGrace::new(conn, drain, &clock, cfg.keepalive_grace).await
             }
@@ -160,7 +164,7 @@ pub async fn serve<T>(
         Protocol::Http2 => {
             let streams = StreamCount::new();
             let h2 = cfg.http2(streams.clone());
-            let conn = h2.serve_connection(io, cfg.service.clone());
+            let conn = h2.serve_connection(io, service);
             // The drain and the idle timeout both end the connection with
             // GOAWAY: see `h2_idle`. Boxed: an HTTP/2 connection's state
             // is much larger than an HTTP/1 one's, and held inline it

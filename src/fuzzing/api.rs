@@ -109,6 +109,7 @@ impl Api {
         let conn = tokio::spawn(connection::serve(
             server,
             Instant::now(),
+            None,
             self.cfg.clone(),
             None,
         ));

@@ -30,6 +30,7 @@
 //! watches. See `slow.rs` for the pattern and [`crate::store`] for the token
 //! reaching the store.
 
+mod access_log;
 mod event_stream;
 mod head;
 mod health;
@@ -41,6 +42,7 @@ mod stream;
 
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::Either;
+use http_body_util::Either as BodyEither;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use tokio::time::Instant;
@@ -56,33 +59,82 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::error;
 
 use crate::app::App;
+use access_log::{AccessRecord, Logged};
 pub use respond::Body;
+
+/// The body hyper sends: the handler's, or (with `--access-log`) the
+/// handler's counted into its access-log line.
+pub type ServiceBody = BodyEither<Body, Logged>;
 
 /// What `call` returns: ready at once for instant routes, boxed for the rest.
 pub type ResponseFuture = Either<
-    Ready<Result<Response<Body>, Infallible>>,
-    Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>,
+    Ready<Result<Response<ServiceBody>, Infallible>>,
+    Pin<Box<dyn Future<Output = Result<Response<ServiceBody>, Infallible>> + Send>>,
 >;
 
-/// lameduck's hyper service. Cheap to clone: one `Arc`.
+/// lameduck's hyper service. Cheap to clone: one `Arc`, and with
+/// `--access-log` the connection's peer.
 #[derive(Clone, Debug)]
 pub struct Service {
     app: Arc<App>,
+    /// The peer, for the access log; `None` when the log is off, which is
+    /// what keeps it free then.
+    log_peer: Option<Box<SocketAddr>>,
 }
 
 impl Service {
     /// A service over `app`.
     pub fn new(app: Arc<App>) -> Self {
-        Service { app }
+        Service {
+            app,
+            log_peer: None,
+        }
+    }
+
+    /// This service for one connection from `peer`: the same one, unless
+    /// the access log needs to know the peer.
+    pub fn for_connection(&self, peer: Option<SocketAddr>) -> Self {
+        let log_peer = match peer {
+            Some(peer) if self.app.config.access_log => Some(Box::new(peer)),
+            _ => None,
+        };
+        Service {
+            app: self.app.clone(),
+            log_peer,
+        }
     }
 }
 
 impl hyper::service::Service<Request<Incoming>> for Service {
-    type Response = Response<Body>;
+    type Response = Response<ServiceBody>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        match &self.log_peer {
+            None => self.route(req),
+            Some(peer) => {
+                let record = AccessRecord::begin(&req, **peer);
+                let routed = self.route(req);
+                // Boxed once more: only with the access log on.
+                Either::Right(Box::pin(async move {
+                    let (parts, body) = routed.await?.into_parts();
+                    let body = match body {
+                        BodyEither::Left(body) => {
+                            BodyEither::Right(record.attach(parts.status, body))
+                        }
+                        logged => logged,
+                    };
+                    Ok(Response::from_parts(parts, body))
+                }))
+            }
+        }
+    }
+}
+
+impl Service {
+    /// Routes `req` to its handler.
+    fn route(&self, req: Request<Incoming>) -> ResponseFuture {
         let app = &self.app;
         let reply = Reply {
             http1: req.version() < Version::HTTP_2,
@@ -90,7 +142,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         };
         let instant = |res: Response<Body>| {
             app.metrics.record_status(res.status().as_u16());
-            Either::Left(ready(Ok(reply.finish(app, res))))
+            Either::Left(ready(Ok(reply.finish(app, res).map(BodyEither::Left))))
         };
         // `HEAD` is routed like `GET` everywhere (RFC 9110 §9.1: a server
         // that serves GET must serve HEAD); `Reply::finish` takes the body
@@ -179,7 +231,7 @@ fn work(
     let app = app.clone();
     Either::Right(Box::pin(async move {
         let res = guarded(app.clone(), deadline, handler).await;
-        Ok(reply.finish(&app, res))
+        Ok(reply.finish(&app, res).map(BodyEither::Left))
     }))
 }
 
