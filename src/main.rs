@@ -125,10 +125,13 @@ fn main() -> ExitCode {
                 signals.triggers.force.cancelled_owned(),
             )
             .await;
-        // The signal listener and the notifier have done their job; stop
-        // them so the runtime can shut down.
+        // The signal listener has done its job; stop it so the runtime can
+        // shut down. The notifier ends by itself once it has seen the
+        // stopped phase; it is waited for (briefly), not aborted, so that
+        // `STOPPING=1` is sent even when the whole shutdown took less time
+        // than one turn of its task.
         signals.task.abort();
-        phases.abort();
+        let _ = tokio::time::timeout(NOTIFIER_EXIT_WAIT, phases).await;
         Ok::<_, String>(report.exit_code())
     });
     // Hooks still running on the blocking pool do not hold the exit: the
@@ -146,6 +149,10 @@ fn main() -> ExitCode {
 /// lets a hook that is just finishing log its line; a hook that blocks
 /// does not keep the process alive past the shutdown it was told about.
 const HOOKS_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long the exit waits for the service-manager notifier to send its
+/// last message: one datagram on a local socket, so a moment is plenty.
+const NOTIFIER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Start-up failures: one line on stderr, exit code 2.
 fn startup_error(msg: std::fmt::Arguments<'_>) -> ExitCode {

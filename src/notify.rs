@@ -99,23 +99,24 @@ impl Notifier {
     pub async fn follow_phases(self, mut phases: watch::Receiver<Phase>) {
         let mut stopping_sent = false;
         loop {
+            // Only the newest phase is kept: a shutdown with nothing to
+            // drain can go from running to stopped before this task runs.
+            // `STOPPING=1` is sent for whatever phase past running is seen
+            // first, stopped included.
             let phase = *phases.borrow_and_update();
+            let extending = matches!(phase, Phase::LameDuck | Phase::Draining);
+            if phase != Phase::Running && !stopping_sent {
+                self.send(&[
+                    NotifyState::Stopping,
+                    NotifyState::Status("draining"),
+                    NotifyState::ExtendTimeoutUsec(EXTEND_BY.as_micros() as u32),
+                ]);
+                stopping_sent = true;
+            } else if extending {
+                self.send(&[NotifyState::ExtendTimeoutUsec(EXTEND_BY.as_micros() as u32)]);
+            }
             if phase == Phase::Stopped {
                 return;
-            }
-            let extending = matches!(phase, Phase::LameDuck | Phase::Draining);
-            if extending && !self.handed_over.load(Ordering::Relaxed) {
-                let extend = NotifyState::ExtendTimeoutUsec(EXTEND_BY.as_micros() as u32);
-                if stopping_sent {
-                    self.send(&[extend]);
-                } else {
-                    self.send(&[
-                        NotifyState::Stopping,
-                        NotifyState::Status("draining"),
-                        extend,
-                    ]);
-                    stopping_sent = true;
-                }
             }
             let next_ping = async {
                 if extending {
