@@ -70,8 +70,8 @@
 //! - `metrics`: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
 //! - `fuzzing`: the fuzz targets' entry points, also replayed by `cargo test`.
-//! - `testing`: the HTTP/1 response reader the tests, the fuzz checker and
-//!   the bench share.
+//! - `testing`: the HTTP/1 response reader and the load generator that the
+//!   tests, the fuzz checker and the benches share.
 //!
 //! The last two are the test harness, built only with the `test-harness`
 //! feature (`cargo test`, `cargo bench` and the fuzz crate turn it on).
