@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::health_checkers::HealthCheckers;
 use crate::metrics::Metrics;
 use crate::shutdown_state::ShutdownState;
 use crate::store::Store;
@@ -22,6 +23,9 @@ pub struct App {
     /// on, and the writes the drain waits for. Only the server moves it
     /// forward; everyone else asks it questions.
     pub shutdown: ShutdownState,
+    /// The health checkers seen, and their failed checks during the
+    /// lame-duck phase: what ends that phase early (`--drain-checks`).
+    pub checkers: HealthCheckers,
 }
 
 impl App {
@@ -32,10 +36,11 @@ impl App {
         let mut metrics = Metrics::default();
         metrics.store = store.counters();
         App {
-            config,
             store,
             metrics,
             shutdown: ShutdownState::default(),
+            checkers: HealthCheckers::new(config.drain_checks, config.drain_delay),
+            config,
         }
     }
 }

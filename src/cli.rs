@@ -45,6 +45,15 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_DRAIN_DELAY", default_value = "0s", value_parser = duration_in(Duration::ZERO, MAX_DRAIN_DELAY))]
     pub drain_delay: Duration,
 
+    /// End the lame-duck phase early, once every health checker (a peer
+    /// address that probed /healthz in the 30s before the signal) has been
+    /// answered 503 this many times, plus 200ms for the balancer to act;
+    /// --drain-delay stays the cap. 0: always wait the whole --drain-delay.
+    /// Set it to your balancer's `fall` (HAProxy) or unhealthy threshold.
+    /// At most 100.
+    #[arg(long, env = "LAMEDUCK_DRAIN_CHECKS", default_value_t = crate::config::DEFAULT_DRAIN_CHECKS, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub drain_checks: u32,
+
     /// How long in-flight requests may take to finish once the listener is
     /// closed; then the rest is forced (exit 1). Go: the context passed to
     /// `Server.Shutdown(ctx)`. At most 24h.
@@ -156,6 +165,7 @@ impl Cli {
             addr: self.addr,
             backlog: self.backlog,
             drain_delay: self.drain_delay,
+            drain_checks: self.drain_checks,
             shutdown_timeout: self.shutdown_timeout,
             force_grace: self.force_grace,
             header_read_timeout: self.header_read_timeout,

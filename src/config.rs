@@ -9,6 +9,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The default `drain_checks`: 3, the largest of the common defaults, so
+/// that it covers them all. HAProxy's `fall` is 3 by default, Kubernetes'
+/// readiness `failureThreshold` is 3, and cloud balancers commonly use 2
+/// (for those it costs one check interval more). Set it to your
+/// balancer's own number to leave the phase as soon as it has decided.
+pub const DEFAULT_DRAIN_CHECKS: u32 = 3;
+
 /// The default `keepalive_grace`. A client that reuses a keep-alive
 /// connection does so within a round trip plus its own think time; a
 /// quarter of a second covers a busy client with room to spare, and keeps
@@ -29,6 +36,11 @@ pub struct Config {
     /// Lame-duck time: how long `/healthz` fails while we keep serving, so a
     /// load balancer can take us out of rotation. The article sleeps 3 s here.
     pub drain_delay: Duration,
+    /// End the lame-duck phase once every health checker has been answered
+    /// `503` this many times (plus a short margin); `drain_delay` stays the
+    /// cap. 0: always wait the whole `drain_delay`. See
+    /// [`crate::health_checkers`].
+    pub drain_checks: u32,
     /// How long the drain may take once the listener is closed. Go: the
     /// `context.WithTimeout(.., 15*time.Second)` passed to `Shutdown`.
     pub shutdown_timeout: Duration,
@@ -102,6 +114,7 @@ impl Default for Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             backlog: 1024,
             drain_delay: Duration::ZERO,
+            drain_checks: DEFAULT_DRAIN_CHECKS,
             shutdown_timeout: Duration::from_secs(15),
             force_grace: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(5),

@@ -53,6 +53,8 @@
 //! - [`listener`]: the listening socket, inherited (`LISTEN_FDS`) or built
 //!   with socket2.
 //! - `phase`: the phases, as a small state machine ([`Phase`]).
+//! - [`health_checkers`]: `--drain-checks`: the lame-duck phase ends once
+//!   every load balancer has seen `/healthz` fail, not after a blind sleep.
 //! - [`hooks`]: on-shutdown callbacks (`RegisterOnShutdown`).
 //! - [`report`]: the shutdown report and exit code.
 //! - [`signals`]: SIGTERM/SIGINT/SIGHUP → triggers. The only module that
@@ -89,6 +91,7 @@ mod executor;
 pub mod fuzzing;
 mod h2_idle;
 mod head_timer;
+pub mod health_checkers;
 pub mod hooks;
 mod keepalive_grace;
 mod lingering_close;
@@ -112,6 +115,6 @@ pub use config::Config;
 pub use hooks::HookResult;
 pub use metrics::Metrics;
 pub use phase::Phase;
-pub use report::{Outcome, ShutdownReport, Stop};
+pub use report::{LameDuckEnd, Outcome, ShutdownReport, Stop};
 pub use server::Server;
 pub use shutdown_state::ShutdownState;

@@ -67,6 +67,29 @@ impl Stop {
     }
 }
 
+/// What ended the lame-duck phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LameDuckEnd {
+    /// Every health checker had seen `/healthz` fail `--drain-checks`
+    /// times (see [`crate::health_checkers`]).
+    Checks,
+    /// `--drain-delay` passed (at once if it is zero, as after an upgrade).
+    Cap,
+    /// A second signal: the close is forced.
+    SecondSignal,
+}
+
+impl LameDuckEnd {
+    /// The name used in the log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            LameDuckEnd::Checks => "checks",
+            LameDuckEnd::Cap => "cap",
+            LameDuckEnd::SecondSignal => "second_signal",
+        }
+    }
+}
+
 /// The shutdown report. Returned by [`crate::Server::run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -75,8 +98,11 @@ pub struct ShutdownReport {
     /// How it ended; decides the exit code.
     pub outcome: Outcome,
     /// Time from the first signal until the listener closed (the
-    /// lame-duck delay, or less if a second signal cut it short).
+    /// lame-duck delay, or less if the checks or a second signal cut it
+    /// short).
     pub lame_duck: Duration,
+    /// What ended the lame-duck phase.
+    pub lame_duck_end: LameDuckEnd,
     /// Time from the listener closing until everything finished or the
     /// force began.
     pub drain: Duration,
@@ -127,6 +153,7 @@ impl ShutdownReport {
             new_pid,
             outcome = self.outcome.name(),
             lame_duck_ms = self.lame_duck.as_millis() as u64,
+            lame_duck_end = self.lame_duck_end.name(),
             drain_ms = self.drain.as_millis() as u64,
             force_ms = self.force.as_millis() as u64,
             conns_at_drain = self.connections_at_drain,
@@ -155,6 +182,8 @@ pub(crate) struct Timeline {
     /// Everything drained, or the force began.
     drain_end: Instant,
     hooks_fired: usize,
+    /// What ended the lame-duck phase.
+    lame_duck_end: LameDuckEnd,
     connections_at_drain: usize,
     /// Responses produced before the drain: the report counts those after.
     requests_before_drain: u64,
@@ -172,6 +201,7 @@ impl Timeline {
             drain_start: now,
             drain_end: now,
             hooks_fired: 0,
+            lame_duck_end: LameDuckEnd::Cap,
             connections_at_drain: 0,
             requests_before_drain: 0,
             refused_before_force: 0,
@@ -190,11 +220,18 @@ impl Timeline {
         self.hooks_fired
     }
 
-    /// Step 3: the listener closed with `conns` connections open.
-    pub fn drain_begins(&mut self, conns: usize) {
+    /// Step 3: the lame-duck phase ended (`ended` says how) and the
+    /// listener closed with `conns` connections open.
+    pub fn drain_begins(&mut self, conns: usize, ended: LameDuckEnd) {
         self.drain_start = Instant::now();
+        self.lame_duck_end = ended;
         self.connections_at_drain = conns;
         self.requests_before_drain = self.app.metrics.requests_total();
+    }
+
+    /// How long the lame-duck phase lasted.
+    pub fn lame_duck(&self) -> Duration {
+        self.drain_start - self.lame_duck_start
     }
 
     /// When the listener closed: the shutdown deadline counts from here.
@@ -214,7 +251,8 @@ impl Timeline {
         ShutdownReport {
             cause,
             outcome,
-            lame_duck: self.drain_start - self.lame_duck_start,
+            lame_duck: self.lame_duck(),
+            lame_duck_end: self.lame_duck_end,
             drain: self.drain_end - self.drain_start,
             force: if outcome == Outcome::Drained {
                 Duration::ZERO

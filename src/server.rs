@@ -33,9 +33,10 @@ use crate::accept_loop::Acceptor;
 use crate::app::App;
 use crate::cleaner;
 use crate::config::Config;
+use crate::health_checkers::{DECISION_MARGIN, HealthCheckers};
 use crate::hooks::{HookResult, ShutdownHooks};
 use crate::phase::Phase;
-use crate::report::{Outcome, ShutdownReport, Stop, Timeline};
+use crate::report::{LameDuckEnd, Outcome, ShutdownReport, Stop, Timeline};
 use crate::store::{MemoryStore, Store};
 
 type Worker = Box<dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -128,23 +129,29 @@ impl Server {
             Stop::Signal => config.drain_delay,
             Stop::Upgrade { .. } => Duration::ZERO,
         };
+        // The checkers to wait for are fixed before `/healthz` fails, so no
+        // failed check goes uncounted.
+        let checkers = app.checkers.begin_lame_duck();
         timeline.lame_duck_begins(hooks.fire());
         info!(
             phase = Phase::LameDuck.name(),
             cause = cause.name(),
             conns = acceptor.connections(),
             drain_delay_ms = drain_delay.as_millis() as u64,
+            drain_checks = config.drain_checks,
+            checkers,
             hooks = timeline.hooks_fired(),
             "shutdown phase"
         );
-        let cut_short = acceptor
-            .accept_until(lame_duck_over(drain_delay, &mut force))
+        let ended = acceptor
+            .accept_until(lame_duck_over(drain_delay, &app.checkers, &mut force))
             .await;
+        let cut_short = ended == LameDuckEnd::SecondSignal;
 
         // ── 3. Stop accepting ────────────────────────────────────────────
         // The listener is closed: new connections are refused.
         let mut running = acceptor.stop(workers);
-        timeline.drain_begins(running.conns.len());
+        timeline.drain_begins(running.conns.len(), ended);
 
         // ── 4. Drain ─────────────────────────────────────────────────────
         let outcome = if cut_short {
@@ -153,6 +160,8 @@ impl Server {
             app.shutdown.begin_drain();
             info!(
                 phase = Phase::Draining.name(),
+                lame_duck_end = ended.name(),
+                lame_duck_ms = timeline.lame_duck().as_millis() as u64,
                 conns = running.conns.len(),
                 timeout_ms = config.shutdown_timeout.as_millis() as u64,
                 "shutdown phase"
@@ -189,12 +198,25 @@ fn start_workers(app: &App, workers: Vec<(&'static str, Worker)>) -> JoinSet<&'s
     set
 }
 
-/// The end of the lame-duck phase: `false` once `delay` has passed, `true`
-/// if a second signal came first.
-async fn lame_duck_over(delay: Duration, force: impl Future<Output = ()>) -> bool {
+/// The end of the lame-duck phase, and what ended it: every health checker
+/// has seen `/healthz` fail often enough (plus a margin for the balancer to
+/// act), the cap (`drain_delay`) has passed, or a second signal came.
+async fn lame_duck_over(
+    cap: Duration,
+    checkers: &HealthCheckers,
+    force: impl Future<Output = ()>,
+) -> LameDuckEnd {
+    let checks_seen = async {
+        checkers.all_failed().await;
+        tokio::time::sleep(DECISION_MARGIN).await;
+    };
     tokio::select! {
-        _ = tokio::time::sleep(delay) => false,
-        _ = force => true,
+        // The second signal first, then the cap: a zero cap (the default,
+        // and every upgrade) ends the phase at once.
+        biased;
+        _ = force => LameDuckEnd::SecondSignal,
+        _ = tokio::time::sleep(cap) => LameDuckEnd::Cap,
+        _ = checks_seen => LameDuckEnd::Checks,
     }
 }
 

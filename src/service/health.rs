@@ -1,5 +1,7 @@
 //! `/healthz`, `/livez`, `/metrics`: the endpoints a platform polls.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::header::{self, HeaderValue};
@@ -10,8 +12,14 @@ use crate::app::App;
 
 /// Readiness: 200 `ok` while running, 503 `shutting down` from the first
 /// signal on, so load balancers stop routing here while we still serve.
-pub fn healthz(app: &App) -> Response<Body> {
-    if app.shutdown.is_shutting_down() {
+/// With `--drain-checks`, each probe is counted for `peer` (see
+/// [`crate::health_checkers`]).
+pub fn healthz(app: &App, peer: Option<&SocketAddr>) -> Response<Body> {
+    let failing = app.shutdown.is_shutting_down();
+    if let Some(peer) = peer {
+        app.checkers.probed(peer.ip(), failing);
+    }
+    if failing {
         respond::text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         respond::text(StatusCode::OK, "ok\n")

@@ -77,30 +77,28 @@ pub type ResponseFuture = Either<
 #[derive(Clone, Debug)]
 pub struct Service {
     app: Arc<App>,
-    /// The peer, for the access log; `None` when the log is off, which is
-    /// what keeps it free then.
-    log_peer: Option<Box<SocketAddr>>,
+    /// The peer, for the access log and for counting health checkers;
+    /// `None` when neither is on, which is what keeps them free then.
+    peer: Option<Box<SocketAddr>>,
 }
 
 impl Service {
     /// A service over `app`.
     pub fn new(app: Arc<App>) -> Self {
-        Service {
-            app,
-            log_peer: None,
-        }
+        Service { app, peer: None }
     }
 
     /// This service for one connection from `peer`: the same one, unless
-    /// the access log needs to know the peer.
+    /// the access log or the health-checker count needs to know the peer.
     pub fn for_connection(&self, peer: Option<SocketAddr>) -> Self {
-        let log_peer = match peer {
-            Some(peer) if self.app.config.access_log => Some(Box::new(peer)),
+        let wanted = self.app.config.access_log || self.app.checkers.enabled();
+        let peer = match peer {
+            Some(peer) if wanted => Some(Box::new(peer)),
             _ => None,
         };
         Service {
             app: self.app.clone(),
-            log_peer,
+            peer,
         }
     }
 }
@@ -111,24 +109,21 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = ResponseFuture;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        match &self.log_peer {
-            None => self.route(req),
-            Some(peer) => {
-                let record = AccessRecord::begin(&req, **peer);
-                let routed = self.route(req);
-                // Boxed once more: only with the access log on.
-                Either::Right(Box::pin(async move {
-                    let (parts, body) = routed.await?.into_parts();
-                    let body = match body {
-                        BodyEither::Left(body) => {
-                            BodyEither::Right(record.attach(parts.status, body))
-                        }
-                        logged => logged,
-                    };
-                    Ok(Response::from_parts(parts, body))
-                }))
-            }
-        }
+        let logged = self.peer.as_deref().filter(|_| self.app.config.access_log);
+        let Some(&peer) = logged else {
+            return self.route(req);
+        };
+        let record = AccessRecord::begin(&req, peer);
+        let routed = self.route(req);
+        // Boxed once more: only with the access log on.
+        Either::Right(Box::pin(async move {
+            let (parts, body) = routed.await?.into_parts();
+            let body = match body {
+                BodyEither::Left(body) => BodyEither::Right(record.attach(parts.status, body)),
+                logged => logged,
+            };
+            Ok(Response::from_parts(parts, body))
+        }))
     }
 }
 
@@ -150,7 +145,7 @@ impl Service {
         let get = matches!(*req.method(), Method::GET | Method::HEAD);
         let method = req.method();
         match req.uri().path() {
-            "/healthz" if get => instant(health::healthz(app)),
+            "/healthz" if get => instant(health::healthz(app, self.peer.as_deref())),
             "/livez" if get => instant(health::livez()),
             "/metrics" if get => instant(health::metrics(app)),
             "/healthz" | "/livez" | "/metrics" => {

@@ -84,9 +84,15 @@ pub fn method(name: &str) -> Method {
 
 /// Opens a connection.
 pub async fn connect(addr: SocketAddr) -> Conn {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+    try_connect(addr).await.expect("connect")
+}
+
+/// Opens a connection; `None` if it is refused (the server has closed its
+/// listener).
+pub async fn try_connect(addr: SocketAddr) -> Option<Conn> {
+    let stream = TcpStream::connect(addr).await.ok()?;
     stream.set_nodelay(true).unwrap();
-    stream.into()
+    Some(stream.into())
 }
 
 /// Writes raw bytes; an error (the server closed or reset the connection)
