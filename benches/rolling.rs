@@ -4,10 +4,10 @@
 //! instance takes from SIGTERM to exit.
 //!
 //! ```text
-//! cargo bench --bench rolling                      # 40 restarts per row, 32 workers
+//! cargo bench --bench rolling                      # 40 restarts per row, 32 workers, /api/slow?ms=50
 //! cargo bench --bench rolling -- --quick           # tiny counts, seconds
 //! cargo bench --bench rolling -- --restarts 60 --json rolling.json
-//! cargo bench --bench rolling -- --flags '--drain-delay 2s'   # one row (repeatable)
+//! cargo bench --bench rolling -- --flags '--drain-delay 2s --drain-checks 0'   # one row (repeatable)
 //! ```
 //!
 //! Needs `haproxy` (`apt-get install haproxy`); the bench writes its own
@@ -16,13 +16,16 @@
 //! | default row | the lame-duck phase |
 //! |---|---|
 //! | `--drain-delay 0s` | none: the listener closes at the SIGTERM |
-//! | `--drain-delay 2s` | a fixed sleep, `/healthz` failing, long enough for HAProxy's two checks |
-//! | `--drain-delay 5s --drain-checks 2` | until HAProxy has been answered `503` twice, at most 5 s |
+//! | `--drain-delay 2s --drain-checks 0` | a fixed sleep, `/healthz` failing, long enough for HAProxy's two checks |
+//! | `--drain-delay 5s --drain-checks 2` | until HAProxy has been answered `503` twice (its `fall`), plus a margin; at most 5 s |
 //!
 //! For each row the bench starts the two instances and HAProxy in front
 //! of them (`rolling/fleet.rs`), puts HAProxy under load from
 //! `lameduck::testing::load` (its own runtime, threads named
-//! `rolling-client`), and restarts the instances in turn: SIGTERM, exit,
+//! `rolling-client`): 32 workers, back to back on kept-alive connections,
+//! each request turned into `GET /api/slow?ms=50` by HAProxy (`--uri`;
+//! see `rolling/haproxy.rs`), so that every instance has requests in
+//! flight when its SIGTERM comes. It restarts the instances in turn: SIGTERM, exit,
 //! start on the same port, back in rotation, a pause, the other one. The
 //! pause has a random part as long as one check interval, so the SIGTERMs
 //! fall at every point of HAProxy's check timer. The load's record is cut
@@ -71,6 +74,9 @@ pub struct Options {
     pub restarts: usize,
     pub workers: usize,
     pub load: Load,
+    /// The URI HAProxy puts on every request; `None` leaves the load
+    /// generator's `/api/items`.
+    pub uri: Option<String>,
     /// Load before the first restart.
     pub warmup: Duration,
     /// The fixed part of the pause before each SIGTERM.
@@ -89,12 +95,13 @@ impl Options {
             quick: false,
             restarts: 40,
             workers: 32,
-            load: Load::Think,
+            load: Load::KeepAlive,
+            uri: Some("/api/slow?ms=50".to_owned()),
             warmup: Duration::from_secs(1),
             between: Duration::from_millis(200),
             rows: vec![
                 flags("--drain-delay 0s"),
-                flags("--drain-delay 2s"),
+                flags("--drain-delay 2s --drain-checks 0"),
                 flags("--drain-delay 5s --drain-checks 2"),
             ],
             bin: default_bin(),
@@ -115,9 +122,10 @@ impl Options {
     }
 
     /// `--quick`, `--restarts N`, `--workers N`, `--load
-    /// keepalive|think|churn`, `--flags 'FLAGS'` (repeatable: replaces
-    /// the default rows), `--json PATH`, `--bin PATH`. Other arguments
-    /// (cargo bench adds `--bench`) are ignored.
+    /// keepalive|think|churn`, `--uri URI` (`--uri none`: no rewrite),
+    /// `--flags 'FLAGS'` (repeatable: replaces the default rows), `--json
+    /// PATH`, `--bin PATH`. Other arguments (cargo bench adds `--bench`)
+    /// are ignored.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let args: Vec<String> = args.into_iter().collect();
         let mut opts = if args.iter().any(|a| a == "--quick") {
@@ -144,6 +152,13 @@ impl Options {
                         .iter()
                         .find(|l| l.name() == name)
                         .ok_or(format!("--load: no load {name}"))?;
+                }
+                "--uri" => {
+                    let uri = value(&arg)?;
+                    if uri != "none" && !uri.starts_with('/') {
+                        return Err("--uri takes a path (or none)".into());
+                    }
+                    opts.uri = (uri != "none").then_some(uri);
                 }
                 "--flags" => {
                     rows.push(value(&arg)?.split_whitespace().map(str::to_owned).collect())
@@ -211,6 +226,7 @@ pub fn run(opts: &Options) -> Figures {
         restarts: opts.restarts,
         workers: opts.workers,
         load: opts.load.name().to_owned(),
+        uri: opts.uri.clone().unwrap_or_else(|| "/api/items".to_owned()),
         rows,
     }
 }
@@ -236,6 +252,7 @@ fn row(rt: &Runtime, opts: &Options, flags: &[String]) -> Row {
         bin: &opts.bin,
         flags,
         load: opts.load,
+        uri: opts.uri.as_deref(),
         workers: opts.workers,
         restarts: opts.restarts,
         warmup: opts.warmup,
@@ -271,6 +288,8 @@ pub struct Rolling<'a> {
     pub bin: &'a Path,
     pub flags: &'a [String],
     pub load: Load,
+    /// See [`Options::uri`].
+    pub uri: Option<&'a str>,
     pub workers: usize,
     /// Instance restarts, taking the instances in turn.
     pub restarts: usize,
@@ -316,7 +335,7 @@ impl Rolling<'_> {
             stopped: Vec::new(),
             error: None,
         };
-        let mut fleet = match Fleet::start(self.bin, self.flags, INSTANCES) {
+        let mut fleet = match Fleet::start(self.bin, self.flags, INSTANCES, self.uri) {
             Ok(fleet) => fleet,
             Err(e) => {
                 rolled.error = Some(format!("start: {e}"));

@@ -24,8 +24,9 @@ use lameduck::testing::load::Load;
 use rolling::process::Exit;
 use rolling::{Rolled, Rolling};
 
-/// The lame-duck flags of every instance.
-const FLAGS: &[&str] = &["--drain-delay", "2s"];
+/// The lame-duck flags of every instance: leave the phase once HAProxy
+/// has been answered `503` as many times as its `fall`, within 5 s.
+const FLAGS: &[&str] = &["--drain-delay", "5s", "--drain-checks", "2"];
 
 /// Instance restarts: three rounds of the two instances.
 const RESTARTS: usize = 6;
@@ -60,6 +61,7 @@ fn rolling_restarts_behind_haproxy_fail_no_request() {
         bin: Path::new(env!("CARGO_BIN_EXE_lameduck")),
         flags: &flags,
         load: Load::Think,
+        uri: None,
         workers: 12,
         restarts: RESTARTS,
         warmup: Duration::from_millis(500),
@@ -151,8 +153,8 @@ fn quick_rolling_bench_runs_every_row() {
     assert_eq!(
         names,
         [
-            "http1_haproxy_delay0s_think_c4".to_owned(),
-            rolling::row_name(&flags(), Load::Think, 4),
+            "http1_haproxy_delay0s_keepalive_c4".to_owned(),
+            rolling::row_name(&flags(), Load::KeepAlive, 4),
         ]
     );
     for row in &figures.rows {
@@ -166,6 +168,9 @@ fn quick_rolling_bench_runs_every_row() {
     let text = std::fs::read_to_string(&json).expect("read JSON back");
     let _ = std::fs::remove_file(&json);
     let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    assert_eq!(parsed["rows"][0]["name"], "http1_haproxy_delay0s_think_c4");
+    assert_eq!(
+        parsed["rows"][0]["name"],
+        "http1_haproxy_delay0s_keepalive_c4"
+    );
     assert!(figures.table().contains("| `--drain-delay 0s` |"));
 }

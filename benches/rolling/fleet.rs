@@ -56,13 +56,19 @@ pub struct Restart {
 
 impl Fleet {
     /// Starts `count` instances of `bin FLAGS`, then HAProxy in front of
-    /// them, and waits until HAProxy has every one `UP`.
-    pub fn start(bin: &Path, flags: &[String], count: usize) -> Result<Fleet, BoxError> {
+    /// them (rewriting every request's URI to `uri`, if given), and waits
+    /// until HAProxy has every one `UP`.
+    pub fn start(
+        bin: &Path,
+        flags: &[String],
+        count: usize,
+        uri: Option<&str>,
+    ) -> Result<Fleet, BoxError> {
         let instances = (0..count)
             .map(|_| Instance::start(bin, flags))
             .collect::<Result<Vec<_>, _>>()?;
         let backends: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
-        let haproxy = Haproxy::start(&backends)?;
+        let haproxy = Haproxy::start(&backends, uri)?;
         Ok(Fleet { haproxy, instances })
     }
 

@@ -17,6 +17,12 @@
 //! Keep-alive is on both sides (HAProxy's default, `http-keep-alive`):
 //! clients keep their connection to HAProxy, and HAProxy keeps idle
 //! connections to the servers and reuses them.
+//!
+//! The load generator asks for `GET /api/items` only. To put requests
+//! that take a while on the servers (`/api/slow?ms=50`, as a real
+//! endpoint does), the frontend can rewrite every request's URI with
+//! `http-request set-uri`; health checks come from the backend and are
+//! not rewritten.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -78,9 +84,10 @@ impl ServerStats {
 
 impl Haproxy {
     /// Writes a configuration with one server per address in `backends`
-    /// (named `s0`, `s1`, ...), starts `haproxy -f CFG -db` on a free
-    /// loopback port, and waits until every server is `UP`.
-    pub fn start(backends: &[SocketAddr]) -> Result<Haproxy, BoxError> {
+    /// (named `s0`, `s1`, ...), every request's URI replaced by `uri` if
+    /// one is given, starts `haproxy -f CFG -db` on a free loopback port,
+    /// and waits until every server is `UP`.
+    pub fn start(backends: &[SocketAddr], uri: Option<&str>) -> Result<Haproxy, BoxError> {
         let program = find_haproxy()?;
         let dir = std::env::temp_dir().join(format!(
             "lameduck-haproxy-{}-{}",
@@ -94,7 +101,7 @@ impl Haproxy {
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let servers: Vec<String> = (0..backends.len()).map(|i| format!("s{i}")).collect();
         let cfg = dir.join("haproxy.cfg");
-        std::fs::write(&cfg, config(addr, &dir, &servers, backends))?;
+        std::fs::write(&cfg, config(addr, &dir, &servers, backends, uri))?;
         let log = Log::default();
         let child = log.spawn(Command::new(program).arg("-f").arg(&cfg).arg("-db"))?;
         let mut haproxy = Haproxy {
@@ -191,6 +198,7 @@ fn config(
     dir: &std::path::Path,
     servers: &[String],
     backends: &[SocketAddr],
+    uri: Option<&str>,
 ) -> String {
     let inter = INTER.as_millis();
     let mut lines = format!(
@@ -209,14 +217,17 @@ defaults
 
 frontend web
     bind {addr}
-    default_backend {BACKEND}
+{rewrite}    default_backend {BACKEND}
 
 backend {BACKEND}
     balance roundrobin
     option httpchk GET /healthz
     default-server inter {inter}ms fall {FALL} rise {RISE}
 ",
-        dir = dir.display()
+        dir = dir.display(),
+        rewrite = uri.map_or(String::new(), |uri| format!(
+            "    http-request set-uri {uri}\n"
+        )),
     );
     for (name, backend) in servers.iter().zip(backends) {
         lines.push_str(&format!("    server {name} {backend} check\n"));

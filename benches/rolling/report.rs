@@ -20,6 +20,8 @@ pub struct Figures {
     pub restarts: usize,
     pub workers: usize,
     pub load: String,
+    /// What the servers were asked for.
+    pub uri: String,
     pub rows: Vec<Row>,
 }
 
@@ -187,12 +189,13 @@ impl Figures {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "lameduck rolling-restart bench behind HAProxy: {} | {} | {} restarts x {} {} workers{}\n",
+            "lameduck rolling-restart bench behind HAProxy: {} | {} | {} restarts x {} {} workers on GET {}{}\n",
             self.machine,
             self.date,
             self.restarts,
             self.workers,
             self.load,
+            self.uri,
             if self.quick {
                 " | QUICK (not a measurement)"
             } else {
