@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::task::TaskTracker;
 
-use super::errors::{Failure, failure};
+use super::errors::{Failure, failure, message};
 use crate::store::StoreError;
 
 /// How long start-up keeps trying to reach the database before it gives
@@ -59,7 +59,7 @@ impl Connect for TrackedConnect {
                 // (a restart, a network cut); the pool notices the closed
                 // client and opens a new connection on the next checkout.
                 if let Err(e) = session.await {
-                    tracing::warn!(error = %e, "database connection lost");
+                    tracing::warn!(error = %message(&e), "database connection lost");
                 }
             });
             // What deadpool aborts when it drops the client: a task that
@@ -90,7 +90,8 @@ pub(super) async fn first_connection(pool: &Pool) -> Result<deadpool_postgres::O
             _ => false,
         };
         let err = StoreError::from(err);
-        if !passing || Instant::now() + pause > give_up {
+        let now = Instant::now();
+        if !passing || now >= give_up {
             return Err(match err {
                 StoreError::Unreachable(why) => StoreError::Unreachable(format!(
                     "{why} (tried for {}s)",
@@ -100,7 +101,8 @@ pub(super) async fn first_connection(pool: &Pool) -> Result<deadpool_postgres::O
             });
         }
         tracing::info!(error = %err, retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
-        tokio::time::sleep(pause).await;
+        // Never past `give_up`: one last attempt is made right at it.
+        tokio::time::sleep(pause.min(give_up - now)).await;
         pause = (pause * 2).min(MAX_RETRY_PAUSE);
     }
 }

@@ -78,13 +78,21 @@ pub(super) fn failure(e: &tokio_postgres::Error) -> Failure<'_> {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // The server's own message ("duplicate key…", "the database system
-        // is shutting down") says more than the driver's wrapper.
-        let detail = match e.as_db_error() {
-            Some(db) => db.message().to_owned(),
-            None => e.to_string(),
-        };
-        failure(&e).kind(detail)
+        failure(&e).kind(message(&e))
+    }
+}
+
+/// One line about `e` for a log or a start-up error. The driver's own
+/// `Display` says only "db error" or "error connecting to server"; the
+/// server's message ("the database system is shutting down") or the
+/// cause ("Connection refused") is what an operator needs.
+pub(super) fn message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

@@ -21,6 +21,8 @@
 
 use tokio_postgres::Client;
 
+use super::errors::message;
+
 /// The advisory lock migrations run under: the bytes of `"lameduck"` read
 /// as a big-endian integer, so that it does not collide with another
 /// application's lock on the same database by accident, and so that
@@ -66,7 +68,12 @@ pub async fn migrate(client: &mut Client) -> Result<i32, String> {
     // that dies mid-migration cannot leave it held.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await
-        .map_err(|e| format!("cannot lock the database to migrate it: {}", db_message(&e)))?;
+        .map_err(|e| format!("cannot lock the database to migrate it: {}", message(&e)))?;
+    // `IF NOT EXISTS` on a table that exists says so in a NOTICE, which
+    // the driver would log on every start-up: not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(|e| message(&e))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS lameduck_schema (
             version INTEGER NOT NULL,
@@ -74,11 +81,11 @@ pub async fn migrate(client: &mut Client) -> Result<i32, String> {
         )",
     )
     .await
-    .map_err(|e| format!("cannot create lameduck_schema: {}", db_message(&e)))?;
+    .map_err(|e| format!("cannot create lameduck_schema: {}", message(&e)))?;
     let found: i32 = tx
         .query_opt("SELECT version FROM lameduck_schema", &[])
         .await
-        .map_err(|e| db_message(&e))?
+        .map_err(|e| message(&e))?
         .map_or(0, |row| row.get(0));
     if found > VERSION {
         return Err(format!(
@@ -88,7 +95,7 @@ pub async fn migrate(client: &mut Client) -> Result<i32, String> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.batch_execute(sql)
             .await
-            .map_err(|e| format!("migration {} failed: {}", i + 1, db_message(&e)))?;
+            .map_err(|e| format!("migration {} failed: {}", i + 1, message(&e)))?;
     }
     tx.execute(
         "INSERT INTO lameduck_schema (version) VALUES ($1)
@@ -96,18 +103,9 @@ pub async fn migrate(client: &mut Client) -> Result<i32, String> {
         &[&VERSION],
     )
     .await
-    .map_err(|e| db_message(&e))?;
-    tx.commit().await.map_err(|e| db_message(&e))?;
+    .map_err(|e| message(&e))?;
+    tx.commit().await.map_err(|e| message(&e))?;
     Ok(found)
-}
-
-/// The server's message if there is one ("relation … already exists"),
-/// else the driver's.
-fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    }
 }
 
 #[cfg(test)]
