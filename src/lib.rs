@@ -64,8 +64,10 @@
 //! - [`notify`]: telling systemd (`sd_notify`): ready, reloading, stopping.
 //! - `service`: routing and handlers; how cancellation reaches work.
 //! - [`store`]: the item store; every call takes a cancellation token.
-//!   SQLite in WAL mode on a file (`--db`), or memory: reads interrupted
-//!   when their request goes away, writes that commit or roll back whole.
+//!   SQLite in WAL mode on a file (`--db`), Postgres (`--db postgres://…`),
+//!   or memory: reads interrupted (Postgres: a cancel request) when their
+//!   request goes away, writes that commit or roll back whole, and a
+//!   store closed after the drain.
 //! - [`cleaner`]: the background worker (the article's `runCleaner`).
 //! - `metrics`: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
