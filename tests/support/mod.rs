@@ -9,6 +9,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod binary;
+pub mod contract;
 pub mod http;
 pub mod http2;
 pub mod postgres;
