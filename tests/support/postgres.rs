@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use super::storage::StoredItem;
+
 /// What a test that needs PostgreSQL says when it is missing, and the
 /// reason its `#[ignore]` gives.
 pub const NEEDS_POSTGRES: &str = "needs PostgreSQL: apt-get install postgresql";
@@ -117,6 +119,69 @@ impl PgServer {
             .args(["-U", "postgres", "-d", db, "-c", sql])
             .output()
             .unwrap_or_else(|e| panic!("run psql: {e}; {NEEDS_POSTGRES}"))
+    }
+
+    /// Every item in database `db`, in id order, with the number of
+    /// `create` events logged for it: what the store holds, read behind
+    /// its back.
+    pub fn stored_items(&self, db: &str) -> Vec<StoredItem> {
+        let out = self.psql(
+            db,
+            "SELECT i.id, i.created_at, coalesce(i.expires_at::text, ''),
+                    (SELECT count(*) FROM item_events e
+                     WHERE e.item_id = i.id AND e.op = 'create'),
+                    i.name
+             FROM items i ORDER BY i.id",
+        );
+        out.lines()
+            .map(|line| {
+                // The name last: it is the only column that could hold a
+                // tab, and `splitn` leaves it whole.
+                let f: Vec<&str> = line.splitn(5, '\t').collect();
+                StoredItem {
+                    id: f[0].parse().unwrap(),
+                    created_at: f[1].parse().unwrap(),
+                    expires_at: f[2].parse().ok(),
+                    create_events: f[3].parse().unwrap(),
+                    name: f[4].to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// Rows in database `db`'s event log.
+    pub fn event_count(&self, db: &str) -> i64 {
+        self.psql(db, "SELECT count(*) FROM item_events")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Inserts `n` items of 200 characters into database `db` (which has
+    /// the schema: a store has opened it), generated inside PostgreSQL by
+    /// `generate_series`, so that a large table takes seconds to make.
+    pub fn seed(&self, db: &str, n: u64) {
+        self.psql(
+            db,
+            &format!(
+                "INSERT INTO items (name, created_at)
+                 SELECT 'seeded-' || g || '-' || repeat('a', 184), 1
+                 FROM generate_series(1, {n}) g"
+            ),
+        );
+    }
+
+    /// Statements running now in database `db` whose text contains
+    /// `needle`, other than this check itself: `pg_stat_activity` rows of
+    /// client backends in state `active`.
+    pub fn active_queries(&self, db: &str, needle: &str) -> usize {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = '{db}' AND backend_type = 'client backend'
+               AND state = 'active' AND pid <> pg_backend_pid()
+               AND position('{needle}' in query) > 0"
+        );
+        self.psql("postgres", &sql).trim().parse().unwrap()
     }
 
     /// Stops the server (`pg_ctl stop -m fast`: sessions are ended, open
