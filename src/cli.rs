@@ -135,9 +135,13 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// SQLite database file for items (created if missing; WAL mode, so
-    /// two instances can share it). `:memory:` keeps items in memory and
-    /// loses them at exit. Go: the `*sql.DB` behind the article's `store`.
+    /// Where items live: a SQLite file (created if missing; WAL mode, so
+    /// two instances can share it); a Postgres URL, `postgres://` or
+    /// `postgresql://` (no TLS: a URL that requires it is refused; the
+    /// schema is migrated at start-up; an unreachable database is retried
+    /// for 10s, then a start-up error); or `:memory:`, which keeps items
+    /// in memory and loses them at exit. Go: the `*sql.DB` behind the
+    /// article's `store`.
     #[arg(long, env = "LAMEDUCK_DB", default_value = "lameduck.db")]
     pub db: PathBuf,
 

@@ -91,9 +91,9 @@ pub struct Config {
     /// (a handler wrapper).
     pub access_log: bool,
 
-    /// The SQLite file items live in, read by the binary to open its store
-    /// (see [`crate::store::open`]); `:memory:` means an in-memory store,
-    /// lost at exit. [`crate::Server::new`] ignores it and always uses
+    /// Where items live, read by the binary to open its store (see
+    /// [`crate::store::open`]): a SQLite file, a `postgres://` URL, or
+    /// `:memory:`, an in-memory store lost at exit. [`crate::Server::new`] ignores it and always uses
     /// memory; [`crate::Server::with_store`] takes the store it is given.
     pub db: PathBuf,
     /// How long the new process of an upgrade (SIGHUP) has to say it is

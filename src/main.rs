@@ -64,19 +64,18 @@ fn main() -> ExitCode {
         ));
     }
 
-    // Before listening: a database that cannot be opened or migrated is a
-    // start-up error (exit 2), not a server that answers 500s.
-    let store = match store::open(&config.db) {
-        Ok(store) => store,
-        Err(e) => return startup_error(format_args!("{e}")),
-    };
-    info!(db = %config.db.display(), "store open");
-
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return startup_error(format_args!("cannot start the runtime: {e}")),
     };
     let code = runtime.block_on(async {
+        // Before listening: a database that cannot be opened or migrated is
+        // a start-up error (exit 2), not a server that answers 500s. Inside
+        // the runtime, because a Postgres store's connections are tasks
+        // on it.
+        let store = store::open(&config.db).await.map_err(|e| e.to_string())?;
+        info!(db = %store::describe(&config.db), "store open");
+
         let (listener, how) = match inherited {
             Some(socket) => (
                 listener::serve_inherited(socket)

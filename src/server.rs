@@ -14,7 +14,9 @@
 //! 5. **Force** — on the deadline: roll back unfinished writes, answer what
 //!    has not started with 503, wait `force_grace`, then abort the rest. On
 //!    a second signal: abort at once.
-//! 6. **Report** — one log line, and the [`ShutdownReport`] returned.
+//! 6. **Close the store** — after the last write: a database connection
+//!    a write still needs must not be closed under it.
+//! 7. **Report** — one log line, and the [`ShutdownReport`] returned.
 //!
 //! The triggers are parameters, so tests drive `run` with tokens they
 //! cancel themselves; only [`crate::signals`] knows about SIGTERM.
@@ -176,7 +178,17 @@ impl Server {
             running.force(&app, outcome, &mut force).await;
         }
 
-        // ── 6. Report ────────────────────────────────────────────────────
+        // ── 6. Close the store ───────────────────────────────────────────
+        // Only now: the drain has waited for every tracked write (or the
+        // force has abandoned them, and they have rolled back). Closing
+        // earlier would take the connection from under a write that was
+        // about to commit. For Postgres this ends every session with a
+        // `Terminate`, so the server frees their backends at once.
+        if let Err(e) = app.store.close().await {
+            tracing::warn!(error = %e, "store did not close cleanly");
+        }
+
+        // ── 7. Report ────────────────────────────────────────────────────
         app.shutdown.stopped();
         let report = timeline.report(cause, outcome, &running.tally);
         report.log();

@@ -258,7 +258,9 @@ async fn read_body(
 
 /// The answer for a store error. Only `Unavailable` is a 500: the store
 /// is broken (a disk error, a corrupt file, a panic in a query), which no
-/// request can cause or retry its way out of.
+/// request can cause or retry its way out of. A database server that is
+/// down or restarting is a 503 with `Retry-After`: the request was fine,
+/// and the same one will succeed once the pool has reconnected.
 fn store_error(e: StoreError) -> Response<Body> {
     match e {
         // A read: only reachable if the client is gone; the answer goes
@@ -268,6 +270,12 @@ fn store_error(e: StoreError) -> Response<Body> {
         // Another process held the database past the busy timeout, or the
         // disk is full.
         StoreError::Busy => respond::retry_elsewhere("database busy, try again"),
+        // The database server is unreachable or restarting (Postgres).
+        // Logged, since an operator should know; not an error of ours.
+        StoreError::Unreachable(why) => {
+            tracing::warn!(error = %why, "database unreachable; answering 503");
+            respond::retry_elsewhere("database unreachable, try again")
+        }
         // The input broke a rule the handler did not check: still the
         // client's input, so still a 4xx.
         StoreError::Rejected(why) => respond::json_error(StatusCode::UNPROCESSABLE_ENTITY, why),

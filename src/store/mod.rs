@@ -19,16 +19,24 @@
 //!   the server's `abandon_writes` token, cancelled only when the shutdown
 //!   is forced, not the request's (see `service`'s items handler).
 //!
-//! Two implementations:
+//! Three implementations:
 //!
 //! * [`SqliteStore`] ([`sqlite`]): a file on disk, WAL mode, one writer and a
 //!   few reader connections, all called on Tokio's blocking pool. What the
-//!   binary runs with.
+//!   binary runs with by default.
+//! * [`PostgresStore`] ([`postgres`]): a Postgres database over a small
+//!   pool of tokio-postgres connections, `--db postgres://…`. A dropped
+//!   read sends the server a cancel request, the async twin of SQLite's
+//!   interrupt.
 //! * [`MemoryStore`] (`memory.rs`): a `Mutex<BTreeMap>`, lost on exit. What
 //!   `--db :memory:` and [`crate::Server::new`] use, and most tests.
+//!
+//! The store is the last thing the shutdown closes ([`Store::close`]),
+//! after the drain has waited for the last write.
 
 mod memory;
 mod name;
+pub mod postgres;
 mod schema;
 pub mod sqlite;
 
@@ -44,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use memory::MemoryStore;
 pub use name::{MAX_NAME_CHARS, check_name};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 #[cfg(feature = "test-harness")]
 pub use sqlite::StepHook;
@@ -89,8 +98,16 @@ pub enum StoreError {
     Cancelled,
     /// The store cannot take the call now but may soon: another writer
     /// (another process on the same file) held the database for longer
-    /// than the busy timeout, or the disk is full. Worth retrying.
+    /// than the busy timeout, a deadlock or a serialization failure, too
+    /// many connections, or the disk is full. Worth retrying.
     Busy,
+    /// The database server cannot be reached, or is restarting: the
+    /// connection was refused or broke, the server is shutting down or
+    /// still starting, no connection could be had in time. Worth retrying
+    /// once the pool has reconnected; the process itself is fine (only the
+    /// Postgres store returns it). A write that meets it may or may not
+    /// have committed, if the break came after `COMMIT` was sent.
+    Unreachable(String),
     /// The store cannot hold what it was given (a name [`check_name`]
     /// refuses, a constraint of the database). Nothing was stored; the
     /// same call will fail the same way, so it is the caller's input that
@@ -105,6 +122,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Cancelled => f.write_str("cancelled"),
             StoreError::Busy => f.write_str("database busy"),
+            StoreError::Unreachable(why) => write!(f, "database unreachable: {why}"),
             StoreError::Rejected(why) => write!(f, "rejected: {why}"),
             StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
         }
@@ -147,17 +165,32 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, usize>;
     /// The store's counters, shared with [`crate::metrics::Metrics`].
     fn counters(&self) -> Arc<StoreCounters>;
+    /// Lets go of the database, once nothing will call the store again:
+    /// the server calls it at the end of its shutdown, after the drain
+    /// has waited for every write (or the force has abandoned them). Why
+    /// after and not before: a write the drain is waiting for needs its
+    /// connection to commit. Nothing for the SQLite and memory stores
+    /// (their files and maps are released when the store is dropped); the
+    /// Postgres store ends its sessions politely, so the server frees
+    /// their backends at once.
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// What the store counts, for `/metrics` and for tests that must observe
 /// the database without sleeping.
 #[derive(Debug, Default)]
 pub struct StoreCounters {
-    /// Statements stopped by `sqlite3_interrupt` because their reader went
-    /// away (client left, request timeout, shutdown deadline).
+    /// Reads stopped because their reader went away (client left,
+    /// request timeout, shutdown deadline): SQLite statements stopped by
+    /// `sqlite3_interrupt`; Postgres queries sent a cancel request, counted
+    /// once the backend is idle again.
     pub queries_interrupted: AtomicU64,
-    /// Reads running on a blocking thread now (gauge). Back to zero means
-    /// the threads are free again.
+    /// Reads running now (gauge): on a blocking thread (SQLite), or
+    /// holding a pooled connection (Postgres, until the backend is idle
+    /// after a cancel). Back to zero means the threads and backends are
+    /// free again.
     pub reads_running: AtomicU64,
     /// Write transactions open now (gauge).
     pub writes_open: AtomicU64,
@@ -166,21 +199,49 @@ pub struct StoreCounters {
     pub writes_rolled_back: AtomicU64,
 }
 
-/// Opens the store the binary runs with: `:memory:` is a [`MemoryStore`]
-/// (the old throwaway behaviour: nothing touches the disk, everything is
-/// gone at exit); any other path is a [`SqliteStore`] on that file, created
-/// if missing.
+/// Opens the store the binary runs with, from the `--db` value:
+///
+/// * `postgres://…` or `postgresql://…`: a [`PostgresStore`]
+///   ([`PostgresStore::connect`]: retried while the database is
+///   unreachable, for [`postgres::STARTUP_CONNECT_WAIT`]);
+/// * `:memory:`: a [`MemoryStore`] (the old throwaway behaviour: nothing
+///   touches the disk, everything is gone at exit);
+/// * any other value: a path, a [`SqliteStore`] on that file, created if
+///   missing.
+///
+/// Async because the Postgres store's connections are tasks on the
+/// runtime; call it inside one. A SQLite file is opened on the blocking
+/// pool, as every other SQLite call is.
 ///
 /// Why not SQLite's own `:memory:`: an in-memory SQLite database belongs to
 /// one connection, and the store uses several (one writer, a few readers)
 /// so that reads never queue behind writes. Sharing one would need the
 /// shared-cache mode, whose locking differs from WAL's; the `MemoryStore`
 /// says "throwaway" more plainly.
-pub fn open(path: &Path) -> Result<Arc<dyn Store>, StoreError> {
-    if path.as_os_str() == ":memory:" {
+pub async fn open(db: impl AsRef<Path>) -> Result<Arc<dyn Store>, StoreError> {
+    let db = db.as_ref();
+    if let Some(url) = db.to_str().filter(|s| postgres::is_postgres_url(s)) {
+        return Ok(Arc::new(PostgresStore::connect(url).await?));
+    }
+    if db.as_os_str() == ":memory:" {
         return Ok(Arc::new(MemoryStore::new()));
     }
-    Ok(Arc::new(SqliteStore::open(path)?))
+    let path = db.to_owned();
+    match tokio::task::spawn_blocking(move || SqliteStore::open(&path)).await {
+        Ok(store) => Ok(Arc::new(store?)),
+        Err(_) => Err(StoreError::Unavailable(
+            "opening the database panicked".into(),
+        )),
+    }
+}
+
+/// How the `--db` value is shown in logs: a Postgres URL without its
+/// password, a path as it is.
+pub fn describe(db: &Path) -> String {
+    match db.to_str() {
+        Some(url) if postgres::is_postgres_url(url) => postgres::redacted(url),
+        _ => db.display().to_string(),
+    }
 }
 
 /// Seconds since the Unix epoch, now.

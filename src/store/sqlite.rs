@@ -525,8 +525,9 @@ fn to_sql(secs: u64) -> i64 {
 }
 
 /// Escapes `%`, `_` and the escape character itself, so that a search is
-/// for the text as typed.
-fn escape_like(text: &str) -> String {
+/// for the text as typed. Postgres's `LIKE … ESCAPE '\'` reads it the
+/// same way.
+pub(super) fn escape_like(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
