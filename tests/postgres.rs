@@ -1,5 +1,6 @@
 //! The PostgreSQL store, in-process, against a throwaway server of its
-//! own per test. Every test here is ignored by a plain `cargo test`: run
+//! own per test: the contract every store keeps (`support/contract.rs`),
+//! and the throwaway server itself. Every test here is ignored by a plain `cargo test`: run
 //! them with `cargo test --test postgres -- --ignored` once PostgreSQL is
 //! installed. The real binary on PostgreSQL is in `postgres_binary.rs`.
 
@@ -7,7 +8,29 @@ mod support;
 
 use std::time::Duration;
 
+use support::contract::{Opened, store_contract};
 use support::postgres::PgServer;
+
+/// A `PostgresStore` on a fresh server, opened as the binary opens
+/// `--db postgres://…`; the server lives as long as the store.
+async fn open_postgres() -> Opened {
+    let pg = tokio::task::spawn_blocking(PgServer::start)
+        .await
+        .expect("start PostgreSQL");
+    let store = lameduck::store::open(pg.url().as_str())
+        .await
+        .expect("open the PostgreSQL store");
+    Opened {
+        store,
+        keep: Box::new(pg),
+    }
+}
+
+store_contract!(
+    postgres_store,
+    open_postgres,
+    #[ignore = "needs PostgreSQL: apt-get install postgresql"]
+);
 
 /// The harness itself: the throwaway server answers, a fresh database
 /// can be made on it, and a restart keeps the data and the port.
