@@ -1,7 +1,8 @@
-//! The SQLite store, in-process: cancellation reaching the database, writes
-//! that finish or vanish whole, and the cleaner. Each test has its own
-//! database file in the temp dir. The real binary under signals is in
-//! `storage_binary.rs`.
+//! The stores, in-process: the contract every store keeps (run here on
+//! the memory store and SQLite, and on PostgreSQL in `postgres.rs`), then
+//! SQLite's own: cancellation reaching the database, writes that finish or
+//! vanish whole, and the cleaner. Each test has its own database file in
+//! the temp dir. The real binary under signals is in `storage_binary.rs`.
 
 mod support;
 
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use lameduck::store::{MemoryStore, NewItem, Page, SqliteStore, Store, StoreError};
+use lameduck::store::{MemoryStore, SqliteStore, Store};
 use lameduck::{App, Config, Outcome, Server, cleaner};
+use support::contract::{Opened, assert_every_call_is_cancelled, store_contract};
 use support::http::{self, get, request};
 use support::storage::{
     Answer, TempDb, WriteHold, event_count, hold_writes_open, integrity_check, open_raw, seed,
@@ -18,6 +20,26 @@ use support::storage::{
 };
 use support::{TestServer, test_config};
 use tokio_util::sync::CancellationToken;
+
+/// A fresh memory store (`--db :memory:`).
+async fn open_memory() -> Opened {
+    Opened {
+        store: Arc::new(MemoryStore::new()),
+        keep: Box::new(()),
+    }
+}
+
+/// A SQLite store on a fresh file, kept until the test ends.
+async fn open_sqlite() -> Opened {
+    let db = TempDb::new("contract");
+    Opened {
+        store: Arc::new(SqliteStore::open(&db.path).expect("open store")),
+        keep: Box::new(db),
+    }
+}
+
+store_contract!(memory_store, open_memory);
+store_contract!(sqlite_store, open_sqlite);
 
 /// A search text that nearly matches everywhere in the seeded names (all
 /// `a`s): LIKE's substring match tries every position and gets 30
@@ -50,9 +72,8 @@ fn post_body(name: &str) -> String {
     format!(r#"{{"name":"{name}"}}"#)
 }
 
-/// The article's `TestHandlerContextCanceled`, at the store layer: with a
-/// token cancelled beforehand, every call returns `Cancelled` at once and
-/// never reaches the database. The store holds every write open for 10 s
+/// The contract's pre-cancelled token, seen from inside SQLite: no call
+/// reaches the database. The store holds every write open for 10 s
 /// (the test hook), so a create that got as far as a transaction would
 /// take 10 s and show up in `writes_held`.
 #[tokio::test]
@@ -67,40 +88,6 @@ async fn a_cancelled_token_returns_cancelled_without_touching_the_database() {
     assert_eq!(counters.writes_rolled_back.load(Relaxed), 0);
     assert_eq!(counters.queries_interrupted.load(Relaxed), 0);
     assert!(stored_items(&open_raw(&db.path)).is_empty());
-}
-
-/// The same contract for the in-memory store (`--db :memory:`).
-#[tokio::test]
-async fn a_cancelled_token_stops_every_memory_store_call() {
-    assert_every_call_is_cancelled(&MemoryStore::new()).await;
-}
-
-/// Calls every store method with a token cancelled beforehand and asserts
-/// each returns `Cancelled`.
-async fn assert_every_call_is_cancelled(store: &dyn Store) {
-    let cancel = CancellationToken::new();
-    cancel.cancel();
-    let page = Page {
-        after: None,
-        limit: 10,
-    };
-    let new = NewItem {
-        name: "x".into(),
-        ttl_secs: None,
-    };
-    let c = || cancel.clone();
-    assert_eq!(store.list(page, c()).await, Err(StoreError::Cancelled));
-    assert_eq!(
-        store.search("x".into(), page, c()).await,
-        Err(StoreError::Cancelled)
-    );
-    assert_eq!(store.get(1, c()).await, Err(StoreError::Cancelled));
-    assert_eq!(store.create(new, c()).await, Err(StoreError::Cancelled));
-    assert_eq!(store.delete(1, c()).await, Err(StoreError::Cancelled));
-    assert_eq!(
-        store.purge_expired(u64::MAX, 10, c()).await,
-        Err(StoreError::Cancelled)
-    );
 }
 
 /// A store on `db` whose writes are held open (the test hook) for `hold`,

@@ -9,12 +9,12 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use support::binary::Binary;
 use support::storage::{
-    TempDb, WriteLog, Writers, event_count, integrity_check, is_writer_name, open_raw, stored_items,
+    TempDb, WriteLog, Writers, assert_holds_what_was_acked, event_count, integrity_check, open_raw,
+    stored_items,
 };
 
 /// Each client sends at most this many requests, so a test that goes
@@ -27,26 +27,7 @@ const CLIENTS: usize = 8;
 fn assert_file_matches(db: &TempDb, log: &WriteLog) -> usize {
     let conn = open_raw(&db.path);
     assert_eq!(integrity_check(&conn), "ok");
-    let stored = stored_items(&conn);
-    let by_id: HashMap<u64, &str> = stored.iter().map(|i| (i.id, i.name.as_str())).collect();
-    for (id, name) in &log.acked {
-        assert_eq!(
-            by_id.get(id).copied(),
-            Some(name.as_str()),
-            "acknowledged item {id} missing or different"
-        );
-    }
-    for item in &stored {
-        assert!(is_writer_name(&item.name), "mangled item: {item:?}");
-        assert_eq!(item.create_events, 1, "half-written item: {item:?}");
-        assert!(item.created_at > 0, "{item:?}");
-    }
-    assert_eq!(
-        event_count(&conn),
-        stored.len() as i64,
-        "an event without its item"
-    );
-    stored.len()
+    assert_holds_what_was_acked(&stored_items(&conn), event_count(&conn), log)
 }
 
 /// SIGTERM in the middle of a stream of writes: the drain lets the writes

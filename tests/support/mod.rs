@@ -1,6 +1,6 @@
 //! Shared test helpers: a server running in-process with injectable
 //! triggers, a minimal raw HTTP/1.1 client over real sockets, and a handle
-//! on the real binary for signal tests.
+//! on the real binary for signal tests, and a throwaway PostgreSQL server.
 //!
 //! The client is hand-rolled on purpose: tests need to see exactly what the
 //! server wrote (`Connection: close`, a bare EOF, a half-sent stream), which
@@ -9,8 +9,10 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod binary;
+pub mod contract;
 pub mod http;
 pub mod http2;
+pub mod postgres;
 pub mod storage;
 
 use std::sync::Arc;

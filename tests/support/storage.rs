@@ -2,7 +2,7 @@
 //! back behind the server's back (as an operator would after it exits),
 //! and clients that keep writing while a server is being stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -136,6 +136,30 @@ pub fn stored_items(conn: &Connection) -> Vec<StoredItem> {
     .unwrap()
     .collect::<Result<_, _>>()
     .unwrap()
+}
+
+/// Checks what a store holds (its `stored` items and `events` rows in
+/// the event log) against what the clients were told: every item whose
+/// `201` reached a client is there with its name, and every item there is
+/// complete (a well-formed name and its one `create` event, written in the
+/// same transaction), with no event left over. Returns how many items it
+/// holds.
+pub fn assert_holds_what_was_acked(stored: &[StoredItem], events: i64, log: &WriteLog) -> usize {
+    let by_id: HashMap<u64, &str> = stored.iter().map(|i| (i.id, i.name.as_str())).collect();
+    for (id, name) in &log.acked {
+        assert_eq!(
+            by_id.get(id).copied(),
+            Some(name.as_str()),
+            "acknowledged item {id} missing or different"
+        );
+    }
+    for item in stored {
+        assert!(is_writer_name(&item.name), "mangled item: {item:?}");
+        assert_eq!(item.create_events, 1, "half-written item: {item:?}");
+        assert!(item.created_at > 0, "{item:?}");
+    }
+    assert_eq!(events, stored.len() as i64, "an event without its item");
+    stored.len()
 }
 
 /// Rows in the event log.
