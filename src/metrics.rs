@@ -172,13 +172,13 @@ impl Metrics {
         );
         gauge(
             "lameduck_queries_interrupted_total",
-            "Database statements interrupted because their reader went away.",
+            "Database statements interrupted (SQLite) or cancelled on the server (PostgreSQL) because their reader went away.",
             "counter",
             self.store.queries_interrupted.load(Relaxed),
         );
         gauge(
             "lameduck_store_reads_running",
-            "Database reads running on a blocking thread.",
+            "Database reads running: on a blocking thread (SQLite) or a pooled connection (PostgreSQL).",
             "gauge",
             self.store.reads_running.load(Relaxed),
         );

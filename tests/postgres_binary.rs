@@ -340,3 +340,25 @@ fn a_url_asking_for_tls_is_exit_2_with_one_line() {
         "the line names TLS: {stderr}"
     );
 }
+
+/// A database migrated by a newer build (a higher schema version than this
+/// build knows) is refused at start-up, exit 2 with one line, and left as
+/// it was: an older binary must not write to a newer schema.
+#[test]
+#[ignore = "needs PostgreSQL: apt-get install postgresql"]
+fn a_database_from_a_newer_version_is_refused_with_exit_2() {
+    let pg = PgServer::start();
+    let url = pg.fresh_database("newer");
+    pg.psql(
+        "newer",
+        "CREATE TABLE lameduck_schema (version INTEGER NOT NULL, \
+         one_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one_row)); \
+         INSERT INTO lameduck_schema (version) VALUES (99)",
+    );
+    let (code, stderr, _) = run_to_exit(&["--db", &url], Duration::from_secs(60));
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("schema version 99"), "{stderr}");
+    let version = pg.psql("newer", "SELECT version FROM lameduck_schema");
+    assert!(version.contains("99"), "left as it was: {version}");
+}
