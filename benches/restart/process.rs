@@ -10,6 +10,8 @@
 //! can `waitpid` them for their exit code like its own.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -154,5 +156,50 @@ pub fn poll_until<T>(within: Duration, mut ready: impl FnMut() -> Option<T>) -> 
             return None;
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// Starts `BIN --addr ADDR ARGS…` (items in memory, logs at `info`) with
+/// its stderr going into `log`, and waits up to `within` for its
+/// `listening on ADDR` line. Returns its pid and the address it listens
+/// on. If it exits first or stays silent, it is killed and reaped, and the
+/// error says which.
+pub fn spawn_lameduck(
+    log: &Log,
+    bin: &Path,
+    addr: SocketAddr,
+    args: &[String],
+    within: Duration,
+) -> Result<(i32, SocketAddr), String> {
+    let mark = log.mark();
+    let child = log
+        .spawn(
+            Command::new(bin)
+                .args(["--addr", &addr.to_string()])
+                .args(args)
+                .env("RUST_LOG", "info")
+                .env("LAMEDUCK_DB", ":memory:"),
+        )
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let pid = child.id() as i32;
+    let listening = poll_until(within, || {
+        if let Some(exit) = try_exit(pid) {
+            return Some(Err(format!("exited at start ({exit:?})")));
+        }
+        log.find_after(mark, |l| {
+            // `listening on ADDR pid=N ...`
+            let rest = l.split("listening on ").nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .map(Ok)
+    });
+    match listening {
+        Some(Ok(addr)) => Ok((pid, addr)),
+        Some(Err(e)) => Err(e),
+        None => {
+            let _ = signal(pid, libc::SIGKILL);
+            let _ = wait_exit(pid, within);
+            Err("did not log `listening on`".into())
+        }
     }
 }

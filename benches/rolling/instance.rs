@@ -10,7 +10,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::BoxError;
@@ -121,39 +120,13 @@ impl Instance {
     }
 
     fn spawn(&mut self) -> Result<(), BoxError> {
-        let mark = self.log.mark();
-        let child = self.log.spawn(
-            Command::new(&self.bin)
-                .args(["--addr", &self.addr.to_string()])
-                .args(&self.flags)
-                .env("RUST_LOG", "info")
-                .env("LAMEDUCK_DB", ":memory:"),
-        )?;
-        let pid = child.id() as i32;
-        let listening = process::poll_until(STEP_LIMIT, || {
-            if let Some(exit) = process::try_exit(pid) {
-                return Some(Err(format!("exited at start ({exit:?})")));
-            }
-            self.log
-                .find_after(mark, |l| {
-                    // `listening on ADDR pid=N`
-                    let rest = l.split("listening on ").nth(1)?;
-                    rest.split_whitespace().next()?.parse().ok()
-                })
-                .map(Ok)
-        });
-        match listening {
-            Some(Ok(addr)) => {
+        match process::spawn_lameduck(&self.log, &self.bin, self.addr, &self.flags, STEP_LIMIT) {
+            Ok((pid, addr)) => {
                 self.addr = addr;
                 self.pid = pid;
                 Ok(())
             }
-            Some(Err(e)) => Err(self.failed(&e)),
-            None => {
-                let _ = process::signal(pid, libc::SIGKILL);
-                let _ = process::wait_exit(pid, STEP_LIMIT);
-                Err(self.failed("did not log `listening on`"))
-            }
+            Err(e) => Err(self.failed(&e)),
         }
     }
 
