@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use support::binary::Binary;
 use support::http::{self, get, request};
 use support::postgres::{PgServer, free_port};
-use support::storage::{WriteLog, Writers, assert_holds_what_was_acked, item_name};
+use support::storage::{
+    WriteLog, Writers, assert_holds_what_was_acked, hand_over_under_writes, item_name,
+};
 use support::{eventually, eventually_async};
 
 /// Each client sends at most this many requests, so a test that goes
@@ -154,46 +156,9 @@ async fn every_acknowledged_write_survives_sigkill() {
 #[ignore = "needs PostgreSQL: apt-get install postgresql"]
 async fn two_instances_share_one_database_while_one_drains_and_one_starts() {
     let pg = PgServer::start();
-    let url = pg.url();
-    // One second of lame duck: the old instance keeps serving while the
-    // new one starts beside it.
-    let mut old = Binary::start(&["--db", &url, "--drain-delay", "1s"]);
-    let writers = Writers::start(&[old.addr], CLIENTS, MAX_EACH, true);
-    writers.wait_acked(100, Duration::from_secs(20)).await;
-
-    old.signal(libc::SIGTERM);
-    let mut new = tokio::task::block_in_place(|| Binary::start(&["--db", &url]));
-    writers.add_target(new.addr);
-    let old_before_new = writers.acked_by(old.addr);
-    let old_code = tokio::task::block_in_place(|| old.exit_code_within(Duration::from_secs(20)));
-    // The new instance carries on alone for a while.
-    let so_far = writers.acked();
-    writers
-        .wait_acked(so_far + 100, Duration::from_secs(20))
-        .await;
-    writers.stop();
-    let (old_acked, new_acked) = (writers.acked_by(old.addr), writers.acked_by(new.addr));
-    let log = writers.join().await;
-    new.signal(libc::SIGTERM);
-    let new_code = tokio::task::block_in_place(|| new.exit_code_within(Duration::from_secs(20)));
-
-    eprintln!(
-        "{} (old {old_before_new} before the new one started, {old_acked} in all; new {new_acked})",
-        summary(&log)
-    );
-    assert_eq!(old_code, 0, "old instance: {:#?}", old.logs());
-    assert_eq!(new_code, 0, "new instance: {:#?}", new.logs());
-    assert!(
-        log.failures.is_empty(),
-        "clients saw errors: {:?}",
-        log.failures
-    );
-    assert!(log.reads > 0, "read-backs were served");
-    assert!(
-        old_acked > old_before_new && new_acked > 0,
-        "both instances wrote while they overlapped"
-    );
-    assert_db_matches(&pg, &log);
+    let handover = hand_over_under_writes(&pg.url()).await;
+    handover.assert_clean();
+    assert_db_matches(&pg, &handover.log);
 }
 
 /// PostgreSQL stopped and started again under 8 clients' writes: while it

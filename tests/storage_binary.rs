@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use support::binary::Binary;
 use support::storage::{
-    TempDb, WriteLog, Writers, assert_holds_what_was_acked, event_count, integrity_check, open_raw,
-    stored_items,
+    TempDb, WriteLog, Writers, assert_holds_what_was_acked, event_count, hand_over_under_writes,
+    integrity_check, open_raw, stored_items,
 };
 
 /// Each client sends at most this many requests, so a test that goes
@@ -90,46 +90,7 @@ async fn every_acknowledged_write_survives_sigkill_and_the_file_is_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_share_one_file_while_one_drains_and_one_starts() {
     let db = TempDb::new("two");
-    // One second of lame duck: the old instance keeps serving while the
-    // new one starts beside it.
-    let mut old = Binary::start(&["--db", db.arg(), "--drain-delay", "1s"]);
-    let writers = Writers::start(&[old.addr], CLIENTS, MAX_EACH, true);
-    writers.wait_acked(100, Duration::from_secs(20)).await;
-
-    old.signal(libc::SIGTERM);
-    let mut new = tokio::task::block_in_place(|| Binary::start(&["--db", db.arg()]));
-    writers.add_target(new.addr);
-    let old_before_new = writers.acked_by(old.addr);
-    let old_code = tokio::task::block_in_place(|| old.exit_code_within(Duration::from_secs(20)));
-    // The new instance carries on alone for a while.
-    let so_far = writers.acked();
-    writers
-        .wait_acked(so_far + 100, Duration::from_secs(20))
-        .await;
-    writers.stop();
-    let (old_acked, new_acked) = (writers.acked_by(old.addr), writers.acked_by(new.addr));
-    let log = writers.join().await;
-    new.signal(libc::SIGTERM);
-    let new_code = tokio::task::block_in_place(|| new.exit_code_within(Duration::from_secs(20)));
-
-    eprintln!(
-        "acked {} (old {old_before_new} before the new one started, {old_acked} in all; new {new_acked}), read back {}, statuses {:?}, no answer {}",
-        log.acked.len(),
-        log.reads,
-        log.statuses,
-        log.no_answer
-    );
-    assert_eq!(old_code, 0, "old instance: {:#?}", old.logs());
-    assert_eq!(new_code, 0, "new instance: {:#?}", new.logs());
-    assert!(
-        log.failures.is_empty(),
-        "clients saw errors (a \"database is locked\" would be one): {:?}",
-        log.failures
-    );
-    assert!(log.reads > 0, "read-backs were served");
-    assert!(
-        old_acked > old_before_new && new_acked > 0,
-        "both instances wrote while they overlapped"
-    );
-    assert_file_matches(&db, &log);
+    let handover = hand_over_under_writes(db.arg()).await;
+    handover.assert_clean();
+    assert_file_matches(&db, &handover.log);
 }

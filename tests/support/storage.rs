@@ -424,3 +424,84 @@ fn record(
         }
     }
 }
+
+/// What [`hand_over_under_writes`] saw.
+pub struct Handover {
+    /// Every client's writes and read-backs.
+    pub log: WriteLog,
+    /// The old instance's and the new one's exit codes.
+    pub codes: (i32, i32),
+    /// The old instance's acknowledged writes when the new one started,
+    /// and in all; the new instance's.
+    pub old_before_new: usize,
+    pub old_acked: usize,
+    pub new_acked: usize,
+    /// Both instances' log lines, for messages.
+    pub logs: (Vec<String>, Vec<String>),
+}
+
+/// A rolling restart on one database (`--db DB`, a file or a URL): 8
+/// writers on the old instance; then SIGTERM to it (one second of lame
+/// duck, so it still serves) while a new instance starts beside it and the
+/// writers take it on; the old one drains and exits, the new one carries on
+/// for 100 more writes, then is stopped too.
+pub async fn hand_over_under_writes(db: &str) -> Handover {
+    use super::binary::Binary;
+    const CLIENTS: usize = 8;
+    const MAX_EACH: usize = 2_000;
+    let within = Duration::from_secs(20);
+
+    let mut old = Binary::start(&["--db", db, "--drain-delay", "1s"]);
+    let writers = Writers::start(&[old.addr], CLIENTS, MAX_EACH, true);
+    writers.wait_acked(100, within).await;
+
+    old.signal(libc::SIGTERM);
+    let mut new = tokio::task::block_in_place(|| Binary::start(&["--db", db]));
+    writers.add_target(new.addr);
+    let old_before_new = writers.acked_by(old.addr);
+    let old_code = tokio::task::block_in_place(|| old.exit_code_within(within));
+    // The new instance carries on alone for a while.
+    let so_far = writers.acked();
+    writers.wait_acked(so_far + 100, within).await;
+    writers.stop();
+    let (old_acked, new_acked) = (writers.acked_by(old.addr), writers.acked_by(new.addr));
+    let log = writers.join().await;
+    new.signal(libc::SIGTERM);
+    let new_code = tokio::task::block_in_place(|| new.exit_code_within(within));
+    Handover {
+        log,
+        codes: (old_code, new_code),
+        old_before_new,
+        old_acked,
+        new_acked,
+        logs: (old.logs(), new.logs()),
+    }
+}
+
+impl Handover {
+    /// Both instances exited 0, no client saw an error, read-backs were
+    /// served, and both instances wrote while they overlapped.
+    pub fn assert_clean(&self) {
+        let log = &self.log;
+        eprintln!(
+            "acked {} (old {} before the new one started, {} in all; new {}), read back {}",
+            log.acked.len(),
+            self.old_before_new,
+            self.old_acked,
+            self.new_acked,
+            log.reads
+        );
+        assert_eq!(self.codes.0, 0, "old instance: {:#?}", self.logs.0);
+        assert_eq!(self.codes.1, 0, "new instance: {:#?}", self.logs.1);
+        assert!(
+            log.failures.is_empty(),
+            "clients saw errors: {:?}",
+            log.failures
+        );
+        assert!(log.reads > 0, "read-backs were served");
+        assert!(
+            self.old_acked > self.old_before_new && self.new_acked > 0,
+            "both instances wrote while they overlapped"
+        );
+    }
+}
