@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, unix_now,
+    unless_cancelled,
 };
 
 /// Items in memory, lost on exit.
@@ -55,9 +56,7 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn list(&self, page: Page, cancel: CancellationToken) -> StoreFuture<'_, Vec<Item>> {
         Box::pin(async move {
-            if cancel.is_cancelled() {
-                return Err(StoreError::Cancelled);
-            }
+            unless_cancelled(&cancel)?;
             Ok(self.page_where(page, |_| true))
         })
     }
@@ -69,9 +68,7 @@ impl Store for MemoryStore {
         cancel: CancellationToken,
     ) -> StoreFuture<'_, Vec<Item>> {
         Box::pin(async move {
-            if cancel.is_cancelled() {
-                return Err(StoreError::Cancelled);
-            }
+            unless_cancelled(&cancel)?;
             // The same matching as SQLite's LIKE: ASCII case-insensitive.
             let needle = text.to_ascii_lowercase();
             Ok(self.page_where(page, |item| {
@@ -82,9 +79,7 @@ impl Store for MemoryStore {
 
     fn create(&self, item: NewItem, cancel: CancellationToken) -> StoreFuture<'_, Item> {
         Box::pin(async move {
-            if cancel.is_cancelled() {
-                return Err(StoreError::Cancelled);
-            }
+            unless_cancelled(&cancel)?;
             // The same rule as the SQLite store, so that a name one store
             // holds the other holds too.
             check_name(&item.name).map_err(StoreError::Rejected)?;
@@ -104,18 +99,14 @@ impl Store for MemoryStore {
 
     fn get(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, Option<Item>> {
         Box::pin(async move {
-            if cancel.is_cancelled() {
-                return Err(StoreError::Cancelled);
-            }
+            unless_cancelled(&cancel)?;
             Ok(self.lock().items.get(&id).cloned())
         })
     }
 
     fn delete(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, bool> {
         Box::pin(async move {
-            if cancel.is_cancelled() {
-                return Err(StoreError::Cancelled);
-            }
+            unless_cancelled(&cancel)?;
             Ok(self.lock().items.remove(&id).is_some())
         })
     }
@@ -127,9 +118,7 @@ impl Store for MemoryStore {
         cancel: CancellationToken,
     ) -> StoreFuture<'_, usize> {
         Box::pin(async move {
-            if cancel.is_cancelled() {
-                return Err(StoreError::Cancelled);
-            }
+            unless_cancelled(&cancel)?;
             let mut inner = self.lock();
             let expired: Vec<u64> = inner
                 .items

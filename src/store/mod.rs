@@ -90,6 +90,17 @@ pub struct Page {
     pub limit: usize,
 }
 
+/// `Err(Cancelled)` once `token` is cancelled: the check every store call
+/// makes before it starts, and every write between its steps and before
+/// `COMMIT`.
+pub(crate) fn unless_cancelled(token: &CancellationToken) -> Result<(), StoreError> {
+    if token.is_cancelled() {
+        Err(StoreError::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
 /// Why a store call failed. The handler maps each kind to a status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {

@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, schema,
-    unix_now,
+    unix_now, unless_cancelled,
 };
 
 /// Reader connections. Reads never wait for the writer in WAL mode, but
@@ -140,9 +140,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        if cancel.is_cancelled() {
-            return Err(StoreError::Cancelled);
-        }
+        unless_cancelled(&cancel)?;
         let permit = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(StoreError::Cancelled),
@@ -193,9 +191,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &Steps) -> Result<T, StoreError> + Send + 'static,
     {
-        if cancel.is_cancelled() {
-            return Err(StoreError::Cancelled);
-        }
+        unless_cancelled(&cancel)?;
         let mut conn = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(StoreError::Cancelled),
@@ -376,11 +372,7 @@ impl Steps {
     /// `Err(Cancelled)` once the write should roll back instead of
     /// committing.
     fn check(&self) -> Result<(), StoreError> {
-        if self.cancel.is_cancelled() {
-            Err(StoreError::Cancelled)
-        } else {
-            Ok(())
-        }
+        unless_cancelled(&self.cancel)
     }
 
     /// A create is half done: the test hook's moment (see

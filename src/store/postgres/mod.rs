@@ -84,6 +84,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{
     Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, unix_now,
+    unless_cancelled,
 };
 use cancel::CancelOnDrop;
 use connect::TrackedConnect;
@@ -213,9 +214,7 @@ impl PostgresStore {
         params: &[&(dyn ToSql + Sync)],
         cancel: CancellationToken,
     ) -> Result<Vec<Row>, StoreError> {
-        if cancel.is_cancelled() {
-            return Err(StoreError::Cancelled);
-        }
+        unless_cancelled(&cancel)?;
         let conn = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(StoreError::Cancelled),
@@ -240,9 +239,7 @@ impl PostgresStore {
 
     /// Takes a connection for a write, unless `cancel` fires first.
     async fn writer(&self, cancel: &CancellationToken) -> Result<(Object, Steps), StoreError> {
-        if cancel.is_cancelled() {
-            return Err(StoreError::Cancelled);
-        }
+        unless_cancelled(cancel)?;
         let conn = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(StoreError::Cancelled),
@@ -470,11 +467,7 @@ impl Steps {
     /// `Err(Cancelled)` once the write should roll back instead of
     /// committing.
     fn check(&self) -> Result<(), StoreError> {
-        if self.cancel.is_cancelled() {
-            Err(StoreError::Cancelled)
-        } else {
-            Ok(())
-        }
+        unless_cancelled(&self.cancel)
     }
 
     /// Commits if the work succeeded and the token is still quiet;
