@@ -38,17 +38,7 @@ impl Binary {
     /// the first `listening on` line. Its stderr is collected, and so is
     /// that of every process it starts (they inherit it).
     pub fn spawn(mut command: Command, envs: &[(&str, &str)]) -> Binary {
-        let mut child = command
-            .env("RUST_LOG", "info")
-            // No stray `lameduck.db` in the working directory: tests that
-            // want a file pass `--db PATH`, which overrides this.
-            .env("LAMEDUCK_DB", ":memory:")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn lameduck");
+        let mut child = spawn_for_test(&mut command, envs);
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -346,17 +336,9 @@ impl Drop for Binary {
 /// stderr. For tests of the log lines themselves, whatever their format:
 /// unlike [`Binary::start`], it does not read the address from the log.
 pub fn stderr_of_a_short_run(args: &[&str], envs: &[(&str, &str)]) -> (i32, Vec<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env("LAMEDUCK_DB", ":memory:")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lameduck");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    command.args(["--addr", "127.0.0.1:0"]).args(args);
+    let mut child = spawn_for_test(&mut command, envs);
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -392,4 +374,19 @@ pub fn stderr_of_a_short_run(args: &[&str], envs: &[(&str, &str)]) -> (i32, Vec<
     // The pipe closes when the process exits, so the reader ends.
     let lines = reader.join().expect("stderr reader");
     (status.code().expect("exited by a signal"), lines)
+}
+
+/// Starts `command` the way every binary test does: logs at `info` on a
+/// piped stderr, items in memory unless the test passes `--db PATH` (no
+/// stray `lameduck.db` in the working directory), then `envs`.
+fn spawn_for_test(command: &mut Command, envs: &[(&str, &str)]) -> std::process::Child {
+    command
+        .env("RUST_LOG", "info")
+        .env("LAMEDUCK_DB", ":memory:")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lameduck")
 }
