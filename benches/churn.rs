@@ -1,7 +1,7 @@
 //! Connection churn: lameduck beside a bare hyper loop, in one run.
 //!
 //! ```text
-//! cargo bench --bench churn                      # full run, 2-3 minutes
+//! cargo bench --bench churn                      # full run, about 4 minutes
 //! cargo bench --bench churn -- --quick           # tiny counts, seconds
 //! cargo bench --bench churn -- --json out.json   # also write the figures
 //! cargo bench --bench churn -- --only drain_idle # one phase (for a profiler)
@@ -12,9 +12,11 @@
 //! and **B**, a minimal hyper 1.x accept loop (see [`servers`]). The client
 //! has its own runtime (`bench-client`), raw sockets and minimal framing
 //! (see [`client`]); both runtimes' CPU time is reported, so a saturated
-//! client shows. Each figure alternates A B A B over several rounds and
-//! reports medians and the A/B ratio: on a shared, noisy machine the ratio
-//! from one run means more than any absolute number.
+//! client shows. Each figure alternates A B A B over several rounds (7 for
+//! load) and reports medians, the A/B ratio, and the spread of the rounds:
+//! on a shared, noisy machine the ratio from one run means more than any
+//! absolute number, and the spread says how much of a gap is noise. A's
+//! log goes to `target/tmp/churn-servers.log`, not into the table.
 //!
 //! | figure | what |
 //! |---|---|
@@ -22,7 +24,7 @@
 //! | `http1_keepalive_c64` | 64 keep-alive connections, one request at a time each: req/s |
 //! | `mem_idle_5k` | RSS growth per idle keep-alive connection, A and B |
 //! | `mem_churn_200k` | A's RSS growth across 200,000 churned connections, after warm-up |
-//! | `drain_idle_10k` | drain trigger → `run` returns, 10,000 idle keep-alive connections open; beside it, B with hyper-util's graceful shutdown as the reference |
+//! | `drain_idle_10k` | drain trigger → `run` returns, 10,000 keep-alive connections open and idle for longer than the keep-alive grace; beside it, B with hyper-util's graceful shutdown as the reference |
 //!
 //! Everything targets 127.0.0.1, every wait is bounded, and the run ends by
 //! itself. `drain_idle_10k` needs over 20,000 descriptors; the bench raises
@@ -91,15 +93,15 @@ impl Options {
     pub fn full() -> Options {
         Options {
             quick: false,
-            rounds: 5,
+            rounds: 7,
             run_for: Duration::from_secs(2),
             warmup: Duration::from_secs(1),
             idle_conns: 5_000,
-            mem_rounds: 3,
+            mem_rounds: 5,
             churn_conns: 200_000,
             churn_warmup: 20_000,
             drain_conns: 10_000,
-            drain_rounds: 3,
+            drain_rounds: 5,
             json: None,
             only: None,
         }
@@ -171,6 +173,14 @@ impl Options {
     }
 }
 
+/// Longer than a quiet accept loop takes to reap finished connection tasks
+/// (once a second).
+const REAP_WAIT: Duration = Duration::from_millis(1_200);
+
+/// How much longer than the keep-alive grace `drain_idle`'s connections
+/// are left idle before the drain.
+const IDLE_MARGIN: Duration = Duration::from_millis(100);
+
 /// The phases, in the order they run.
 const PHASES: [&str; 5] = ["load", "keepalive", "mem_idle", "mem_churn", "drain_idle"];
 
@@ -195,18 +205,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Server A logs as the `lameduck` binary does: `info` and up to stderr
-    // (phase transitions only; per-connection events are `debug`).
+    // Server A logs as the `lameduck` binary does, `info` and up (phase
+    // transitions and shutdown reports), but to a file: the table is for
+    // figures.
+    let log_path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("churn-servers.log");
+    let log = match std::fs::File::create(&log_path) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("churn: cannot create {}: {e}", log_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
         .init();
     match run(&opts) {
         Ok(figures) => {
             print!("{}", figures.table());
+            println!("\nserver logs: {}", log_path.display());
             if let Some(path) = &opts.json
                 && let Err(e) = figures.write_json(path)
             {
@@ -324,13 +345,7 @@ fn load_figure(
         }
     }
     let [a, b] = runs.map(|runs| side(&runs));
-    LoadFigure {
-        name,
-        unit,
-        ratio: a.rate / b.rate,
-        a,
-        b,
-    }
+    LoadFigure::new(name, unit, a, b)
 }
 
 /// What one load run measured.
@@ -408,6 +423,11 @@ fn mem_idle(
             per_conn[side].push(after.saturating_sub(before) as f64 / n as f64);
             drop(conns);
             wait_for("idle connection tasks to end", || tasks() <= idle_tasks)?;
+            // A frees a finished connection task's memory when its accept
+            // loop reaps it: at the next accept, or within a second on a
+            // quiet listener. Wait for that, so the memory A gives back is
+            // not found again, and taken for nothing, by the next side.
+            std::thread::sleep(REAP_WAIT);
         }
     }
     let [a_bytes, b_bytes] = [&per_conn[0], &per_conn[1]].map(|v| measure::median(v));
@@ -496,12 +516,17 @@ fn drain_idle(
             max_connections: n + 1024,
             ..config_a()
         };
-        let a = server_rt.block_on(async { ServerA::start(config) })?;
+        let a = server_rt.block_on(async { ServerA::start(config.clone()) })?;
         let conns = IdleConns::open(client_rt, a.addr, n, in_process)?;
         let app = a.app.clone();
         wait_for("every idle connection to be open", || {
             app.metrics.open_connections() == n as u64
         })?;
+        // Idle means idle for longer than the keep-alive grace: one used
+        // within it is kept open for the rest of it, by design (its
+        // client may be sending; see `keepalive_grace`), and the restart
+        // bench measures that case. These were all just used.
+        std::thread::sleep(config.keepalive_grace + IDLE_MARGIN);
         let (fired, report, returned) = server_rt.block_on(a.shutdown());
         runs_ms.push((returned - fired).as_secs_f64() * 1e3);
         let closed = conns.count_closed()?;

@@ -1,20 +1,26 @@
 //! The accept loop: accept, reap, and stop when told.
 //!
-//! `Acceptor::accept_until` is a biased `select!` over three things: the
-//! trigger that ends this phase, `JoinSet::join_next` (finished connection
-//! tasks are reaped as they end, so the set never grows and panics are
-//! logged), and the next connection. The server runs it twice: until the
-//! first signal (running), then until the drain delay is over (lame duck).
+//! `Acceptor::accept_until` is a biased `select!` over two things: the
+//! trigger that ends this phase, and the next connection. After each
+//! accept, the connection tasks that have finished are reaped
+//! (`JoinSet::try_join_next`), and once a second on a quiet listener, so
+//! the set never grows and panics are logged. Reaping then, rather than as each task ends, is deliberate: a
+//! loop that waited on `join_next` would be woken once more per
+//! connection, on the busiest path there is (a finished task has already
+//! released its connection slot and its memory but a few bytes; it only
+//! waits to be counted). The server runs it twice: until the first signal
+//! (running), then until the drain delay is over (lame duck).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
 use tokio_util::task::TaskTracker;
 
 use crate::accept_errors::AcceptBackoff;
@@ -23,18 +29,17 @@ use crate::connection::{self, ConnectionConfig, log_if_panicked};
 use crate::drain::Running;
 use crate::executor::StreamExecutor;
 
+/// How often a quiet accept loop reaps finished connection tasks.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
 /// The accept side of the server, alive until the listener is dropped.
 pub(crate) struct Acceptor {
     /// Dropped at step 3; dropping it is what refuses new connections.
     listener: TcpListener,
-    /// One permit per open connection (`max_connections`). A permit moves
-    /// into its connection task and is released when the task ends, which
-    /// is what wakes an accept loop waiting at the limit.
-    limiter: Arc<Semaphore>,
     /// Back-off state for resource errors (EMFILE and friends).
     backoff: AcceptBackoff,
-    /// One task per connection. Reaped as they finish, so it never grows;
-    /// handed to the drain at step 3.
+    /// One task per connection. Reaped after each accept, so it never
+    /// grows; handed to the drain at step 3.
     conns: JoinSet<()>,
     /// Builders and service shared by all connection tasks.
     conn_config: Arc<ConnectionConfig>,
@@ -50,7 +55,6 @@ impl Acceptor {
         let executor = StreamExecutor::new(streams.clone(), app.shutdown.abort_streams_token());
         Acceptor {
             listener,
-            limiter: Arc::new(Semaphore::new(app.config.max_connections)),
             backoff: AcceptBackoff::default(),
             conns: JoinSet::new(),
             conn_config: Arc::new(ConnectionConfig::new(app, executor)),
@@ -67,8 +71,16 @@ impl Acceptor {
     }
 
     /// Connections open now.
-    pub fn connections(&self) -> usize {
+    pub fn connections(&mut self) -> usize {
+        self.reap();
         self.conns.len()
+    }
+
+    /// Reaps the connection tasks that have finished, logging panics.
+    fn reap(&mut self) {
+        while let Some(res) = self.conns.try_join_next() {
+            log_if_panicked(res);
+        }
     }
 
     /// Step 3: stops accepting. Dropping the listener closes the socket:
@@ -77,7 +89,9 @@ impl Acceptor {
     /// Returns everything still running. (Connections learn of the drain
     /// from the `closing` token, which exists before any of them, so none
     /// can miss it.)
-    pub fn stop(self, workers: JoinSet<&'static str>) -> Running {
+    pub fn stop(mut self, workers: JoinSet<&'static str>) -> Running {
+        // What has finished is not part of the drain.
+        self.reap();
         let Acceptor {
             listener,
             conns,
@@ -93,18 +107,21 @@ impl Acceptor {
     /// Accepts connections until `until` resolves, and returns its output.
     pub async fn accept_until<T>(&mut self, until: impl Future<Output = T>) -> T {
         let mut until = pin!(until);
+        // A quiet listener still reaps, so that finished tasks do not
+        // wait for the next connection to be counted and freed.
+        let mut reap_tick = tokio::time::interval(REAP_EVERY);
+        reap_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 // The trigger first, so that a flood of connections cannot
-                // delay the shutdown; then reaping, so finished tasks never
-                // pile up; then new work.
+                // delay the shutdown; then new work.
                 biased;
                 out = &mut until => return out,
-                Some(res) = self.conns.join_next() => { log_if_panicked(res); }
-                accepted = accept(&self.listener, &self.limiter) => match accepted {
-                    Ok((stream, peer, permit)) => {
+                accepted = accept(&self.listener, &self.conn_config) => match accepted {
+                    Ok((stream, peer)) => {
                         self.backoff.reset();
-                        self.spawn_connection(stream, peer, permit);
+                        self.spawn_connection(stream, peer);
+                        self.reap();
                     }
                     Err(e) => {
                         let wait = self.backoff.on_error(&e);
@@ -117,16 +134,12 @@ impl Acceptor {
                         }
                     }
                 },
+                _ = reap_tick.tick() => self.reap(),
             }
         }
     }
 
-    fn spawn_connection(
-        &mut self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
-    ) {
+    fn spawn_connection(&mut self, stream: TcpStream, peer: SocketAddr) {
         // Small responses should not wait for Nagle's algorithm to
         // coalesce them with data that will never come.
         let _ = stream.set_nodelay(true);
@@ -138,28 +151,19 @@ impl Acceptor {
             std::time::Instant::now(),
             Some(peer),
             cfg,
-            Some(permit),
         ));
     }
 }
 
-/// Waits for a connection slot, then for a connection. Cancel-safe: if
-/// dropped while waiting, the permit returns to the semaphore and no
-/// connection is lost (`accept` is cancel-safe).
+/// Waits for room under the connection limit, then for a connection.
+/// Cancel-safe: waiting for room holds nothing, and `accept` is
+/// cancel-safe, so no connection is lost if this is dropped.
 async fn accept(
     listener: &TcpListener,
-    limiter: &Arc<Semaphore>,
-) -> std::io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-    let permit = match limiter.clone().try_acquire_owned() {
-        Ok(permit) => permit,
-        // At the limit: stop accepting until a connection ends. The kernel
-        // backlog holds (and eventually refuses) the rest.
-        Err(_) => limiter
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed"),
-    };
-    let (stream, peer) = listener.accept().await?;
-    Ok((stream, peer, permit))
+    cfg: &ConnectionConfig,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
+    // At the limit: stop accepting until a connection ends. The kernel
+    // backlog holds (and eventually refuses) the rest.
+    cfg.limit().room(&cfg.app().metrics).await;
+    listener.accept().await
 }

@@ -7,35 +7,38 @@
 //!    head's deadline (`header_read_timeout` from the accept).
 //! 2. **Serve** with hyper's HTTP/1 or HTTP/2 connection, replaying the
 //!    sniffed bytes first. Both learn of the drain from the `closing`
-//!    token: HTTP/1 through `keepalive_grace`, HTTP/2 through `h2_idle`,
-//!    which also ends an idle HTTP/2 connection the same way (GOAWAY).
+//!    token: HTTP/1 through `http1_deadlines` (which also runs its header
+//!    and idle timeouts), HTTP/2 through `h2_idle`, which also ends an idle
+//!    HTTP/2 connection the same way (GOAWAY).
 //!    hyper-util's graceful watcher is not used: it owns the connection
 //!    it watches, so nothing else could tell that connection to finish.
 //!
-//! The task's locals are its shutdown contract: the connection-limit permit
+//! The task's locals are its shutdown contract: the connection-limit slot
 //! and the open-connection count are released by `Drop`, so they are
 //! released however the task ends — finished, errored, or aborted at the
 //! deadline.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinError;
 use tracing::{debug, error};
 
 use crate::app::App;
+use crate::conn_io::ConnIo;
+use crate::conn_limit::ConnLimit;
 use crate::executor::StreamExecutor;
 use crate::h2_idle::{self, StreamCount};
-use crate::head_timer::{CountingIo, HeadClock, HeadTimer};
-use crate::keepalive_grace::KeepAliveGrace;
-use crate::service::Service;
+use crate::http1_deadlines::{Http1Deadlines, Timeouts};
+use crate::http1_state::ConnState;
+use crate::service::{self, Service};
 use crate::write_stall::WriteStall;
 
 /// The client preface every HTTP/2 connection starts with (RFC 9113 §3.4).
@@ -54,18 +57,20 @@ pub enum Protocol {
 #[derive(Debug)]
 pub struct ConnectionConfig {
     app: Arc<App>,
-    service: Service,
-    /// Preconfigured HTTP/1 builder; each connection clones it and adds its
-    /// own [`HeadTimer`].
+    /// `--max-connections`; a connection that ends tells it.
+    limit: ConnLimit,
+    /// Preconfigured HTTP/1 builder. It has no timer: the header and idle
+    /// timeouts are `http1_deadlines`'.
     http1: http1::Builder,
     /// The executor HTTP/2 stream tasks are spawned on (see
     /// [`StreamExecutor`]); each HTTP/2 connection gets a counting copy.
     executor: StreamExecutor,
     /// `max_header_bytes`, for HTTP/2's header-list limit.
     max_header_list: u32,
-    header_timeout: Duration,
+    /// HTTP/1's deadlines.
+    timeouts: Timeouts,
+    /// HTTP/2's idle timeout (`h2_idle`).
     idle_timeout: Duration,
-    keepalive_grace: Duration,
 }
 
 impl ConnectionConfig {
@@ -74,17 +79,21 @@ impl ConnectionConfig {
         let config = &app.config;
         let mut h1 = http1::Builder::new();
         h1.max_buf_size(config.max_header_bytes.max(8192))
-            // The value only switches the timer on: HeadTimer decides the
-            // real deadline per wait (header vs idle).
-            .header_read_timeout(config.header_read_timeout);
+            // hyper's own header timer is off (it is on only with a
+            // timer, which this builder never gets): `http1_deadlines`
+            // runs the header and idle timeouts, more cheaply.
+            .header_read_timeout(None);
         ConnectionConfig {
-            service: Service::new(app.clone()),
-            header_timeout: config.header_read_timeout,
+            timeouts: Timeouts {
+                header: config.header_read_timeout,
+                idle: config.idle_timeout,
+                keepalive_grace: config.keepalive_grace,
+            },
             idle_timeout: config.idle_timeout,
-            keepalive_grace: config.keepalive_grace,
             max_header_list: config.max_header_bytes.min(u32::MAX as usize) as u32,
             http1: h1,
             executor,
+            limit: ConnLimit::new(config.max_connections),
             app,
         }
     }
@@ -105,63 +114,61 @@ impl ConnectionConfig {
     pub fn app(&self) -> &Arc<App> {
         &self.app
     }
+
+    /// The connection limit.
+    pub fn limit(&self) -> &ConnLimit {
+        &self.limit
+    }
 }
 
 /// Serves one connection to the end. `peer` is the client's address, when
-/// there is one (for the access log). `permit` is the connection-limit
-/// slot this connection occupies; it is released when this returns or is
-/// aborted.
-pub async fn serve<T>(
+/// there is one (for the access log). Its connection-limit slot is given
+/// back when this returns or is aborted.
+pub fn serve<T>(
     io: T,
     accepted_at: Instant,
     peer: Option<SocketAddr>,
     cfg: Arc<ConnectionConfig>,
-    permit: Option<OwnedSemaphorePermit>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // An HTTP/1 connection's phase, told by the IO, the service and the
+    // response body; `http1_deadlines` reads it. It also keeps the accept
+    // time, so the task need not.
+    let state = ConnState::new(accepted_at);
+    let peer = service::keep_peer(&cfg.app, peer);
+    serve_task(io, state, peer, cfg)
+}
+
+/// [`serve`]'s task. Its arguments stay in the task for as long as it
+/// runs, so they are the small forms: the accept time inside `state`, the
+/// peer boxed (or `None`).
+async fn serve_task<T>(
+    io: T,
+    state: Arc<ConnState>,
+    peer: Option<Box<SocketAddr>>,
+    cfg: Arc<ConnectionConfig>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Released on drop, however this task ends.
-    let _slot = permit;
-    let _open = OpenConnection(&cfg.app);
-
-    // This connection's copy of the service: with `--access-log`, it
-    // knows the peer.
-    let service = cfg.service.for_connection(peer);
-    let clock = HeadClock::new(accepted_at, cfg.header_timeout, cfg.idle_timeout);
-    let mut io = io;
-    let (protocol, prefix) =
-        match tokio::time::timeout_at(clock.first_head_deadline().into(), sniff(&mut io)).await {
-            Ok(Ok(Some(found))) => found,
-            Ok(Ok(None)) => return, // Closed before sending anything.
-            Ok(Err(e)) => return debug!(error = %e, "read failed before the first request"),
-            Err(_) => return debug!("no request within the header timeout; closing"),
-        };
-    // A peer that stops reading is cut off after a stalled write: see
-    // `write_stall`.
-    let io = WriteStall::new(io, cfg.app.config.request_timeout);
-    // Counts bytes for the head timer, and lingers on close so that no
-    // reset destroys a response: see `lingering_close`.
-    let io = TokioIo::new(CountingIo::new(io, prefix, clock.clone()));
-
+    let _open = OpenConnection(&cfg);
+    let first_head_by = state.accepted_at() + cfg.timeouts.header;
+    let Some((protocol, prefix, io)) = sniff_within(io, first_head_by).await else {
+        return;
+    };
     let result = match protocol {
         Protocol::Http1 => {
-            // At the drain, hyper's graceful shutdown would close an idle
-            // keep-alive connection at once, racing the client's next
-            // request; `keepalive_grace` decides when instead.
-            let mut h1 = cfg.http1.clone();
-            h1.timer(HeadTimer(clock.clone()));
-            if cfg.app.shutdown.is_draining() {
-                // The drain has already begun: serve the request we
-                // already hold in `prefix`, and close (Go does the same
-                // for connections still in StateNew).
-                h1.keep_alive(false).serve_connection(io, service).await
-            } else {
-                let conn = h1.serve_connection(io, service);
-                let drain = cfg.app.shutdown.closing();
-                KeepAliveGrace::new(conn, drain, &clock, cfg.keepalive_grace).await
-            }
+            let conn = http1(io, prefix, peer, &state, &cfg);
+            // The header and idle timeouts, and at the drain the
+            // keep-alive grace: hyper's graceful shutdown would close an
+            // idle connection at once, racing the client's next request.
+            Http1Deadlines::new(conn, &cfg.app.shutdown, &state, &cfg.timeouts).await
         }
         Protocol::Http2 => {
+            let service = Service::http2(&cfg.app, peer);
+            let io = TokioIo::new(ConnIo::new(stall_limited(io, &cfg), prefix, None));
             let streams = StreamCount::new();
             let h2 = cfg.http2(streams.clone());
             let conn = h2.serve_connection(io, service);
@@ -177,6 +184,67 @@ pub async fn serve<T>(
         // Clients vanish, send garbage and time out all the time; none of it
         // is the server's problem, so it is not a warning.
         debug!(error = %e, ?protocol, "connection ended with an error");
+    }
+}
+
+/// The sniff, bounded by the first head's deadline (`by`). `None` if the
+/// connection ended first (closed, failed, or silent until `by`).
+async fn sniff_within<T: AsyncRead + Unpin>(
+    mut io: T,
+    by: Instant,
+) -> Option<(Protocol, Bytes, T)> {
+    match tokio::time::timeout_at(by.into(), sniff(&mut io)).await {
+        Ok(Ok(Some((protocol, prefix)))) => Some((protocol, prefix, io)),
+        Ok(Ok(None)) => None, // Closed before sending anything.
+        Ok(Err(e)) => {
+            debug!(error = %e, "read failed before the first request");
+            None
+        }
+        Err(_) => {
+            debug!("no request within the header timeout; closing");
+            None
+        }
+    }
+}
+
+/// A peer that stops reading is cut off after a stalled write: see
+/// `write_stall`.
+fn stall_limited<T>(io: T, cfg: &ConnectionConfig) -> WriteStall<T> {
+    WriteStall::new(io, cfg.app.config.request_timeout)
+}
+
+/// hyper's HTTP/1 connection over `io`, `prefix` replayed first, in
+/// `state`. Built by a plain function, so that nothing used to build it
+/// stays in the connection task while it is served.
+fn http1<'a, T>(
+    io: T,
+    prefix: Bytes,
+    peer: Option<Box<SocketAddr>>,
+    state: &Arc<ConnState>,
+    cfg: &'a ConnectionConfig,
+) -> http1::Connection<TokioIo<ConnIo<WriteStall<T>>>, Service<'a>>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    // With `--access-log`, the service knows the peer.
+    let service = Service::http1(&cfg.app, peer, state);
+    // Tells the state when a head begins, and lingers on close so that no
+    // reset destroys a response: see `lingering_close`.
+    let io = TokioIo::new(ConnIo::new(
+        stall_limited(io, cfg),
+        prefix,
+        Some(state.clone()),
+    ));
+    if cfg.app.shutdown.is_draining() {
+        // The drain has already begun: serve the request we already hold
+        // in `prefix`, and close (Go does the same for connections still
+        // in StateNew).
+        cfg.http1
+            .clone()
+            .keep_alive(false)
+            .serve_connection(io, service)
+    } else {
+        cfg.http1.serve_connection(io, service)
     }
 }
 
@@ -207,12 +275,18 @@ pub async fn sniff<T: AsyncRead + Unpin>(io: &mut T) -> std::io::Result<Option<(
     }
 }
 
-/// Counts the connection as closed when dropped.
-struct OpenConnection<'a>(&'a App);
+/// Counts the connection as closed when dropped, which gives its slot
+/// under the connection limit back.
+struct OpenConnection<'a>(&'a ConnectionConfig);
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        self.0.metrics.connections_closed.fetch_add(1, Relaxed);
+        // SeqCst: the accept loop, waiting at the limit, sets its flag and
+        // then reads this count; this adds and then reads the flag. One of
+        // the two sees the other (see `conn_limit`).
+        let cfg = self.0;
+        cfg.app.metrics.connections_closed.fetch_add(1, SeqCst);
+        cfg.limit.released();
     }
 }
 

@@ -35,11 +35,16 @@
 //! - [`shutdown_state`]: the phase and the tokens of the shutdown, with one
 //!   owner; the order of the drain is written there.
 //! - `accept_loop`: accept, reap, stop when told.
+//! - `conn_limit`: `--max-connections`, on the metrics' own counts.
 //! - `drain`: waiting for what still runs, and forcing it.
 //! - `connection`: one connection: protocol sniff, hyper, told of the
 //!   drain by the `closing` token.
-//! - `head_timer`: Go's `ReadHeaderTimeout` + `IdleTimeout` on hyper's
-//!   single header timer.
+//! - `http1_state`: what an HTTP/1 connection is doing (reading a head,
+//!   busy, idle) and since when, one store per step.
+//! - `http1_deadlines`: one lazy timer per HTTP/1 connection for Go's
+//!   `ReadHeaderTimeout` + `IdleTimeout` and the drain's keep-alive grace.
+//! - `conn_io`: the connection's IO as hyper sees it: the sniffed bytes
+//!   replayed, the first byte of a head noticed, the close.
 //! - `write_stall`: a peer that stops reading is cut off.
 //! - `keepalive_grace`: at the drain, idle HTTP/1 keep-alive connections
 //!   close without racing the client's next request.
@@ -86,15 +91,18 @@ mod app;
 pub mod cleaner;
 pub mod cli;
 pub mod config;
+mod conn_io;
+mod conn_limit;
 mod connection;
 mod drain;
 mod executor;
 #[cfg(feature = "test-harness")]
 pub mod fuzzing;
 mod h2_idle;
-mod head_timer;
 pub mod health_checkers;
 pub mod hooks;
+mod http1_deadlines;
+mod http1_state;
 mod keepalive_grace;
 mod lingering_close;
 pub mod listener;

@@ -23,11 +23,22 @@
 //!
 //! hyper half-closes through `poll_shutdown` once it is done with an
 //! HTTP/1 connection after a response; the connection's IO
-//! (`head_timer::CountingIo`) hands that call to [`Linger::poll_close`],
-//! which does both steps. A well-behaved client closes as soon as it has read the
-//! response, so the wait is about one round trip. Closes without a
-//! response (a header timeout, a connection idle for longer than the
-//! keep-alive grace at the drain) skip the linger.
+//! (`conn_io::ConnIo`) hands that call to [`Linger::poll_close`], which
+//! does both steps. A well-behaved client closes as soon as it has read
+//! the response, so the wait is about one round trip.
+//!
+//! Not every close needs it ([`Close`]):
+//!
+//! * a close without a response (a connection idle for longer than the
+//!   keep-alive grace at the drain) has nothing to protect: no linger;
+//! * a client that asked to close (`Connection: close`, or HTTP/1.0
+//!   without keep-alive) and sent no body sends nothing more (RFC 9112
+//!   §9.6), so only bytes already here could cause a reset: one read
+//!   after the FIN looks, and only if it finds some does the close
+//!   linger. This is every connection of a `Connection: close` client,
+//!   which would otherwise wait a round trip, a timer and a wake-up more
+//!   per connection than it needs (like nginx, which lingers only when
+//!   "the client may be sending more data").
 
 use std::io;
 use std::pin::Pin;
@@ -45,7 +56,18 @@ pub const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// The most bytes a close reads and discards: a client uploading a large
 /// body nobody will read is not waited for.
-pub const LINGER_BYTES: usize = 64 * 1024;
+pub const LINGER_BYTES: u32 = 64 * 1024;
+
+/// How a connection closes after hyper is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The FIN, then the close: no response is on its way.
+    Now,
+    /// The FIN; then linger only if the client's bytes are already here.
+    UnlessUnread,
+    /// The FIN, then the linger.
+    Linger,
+}
 
 /// Where a connection's close is. An open connection carries only the
 /// `Open` tag: the timer is boxed, and made only if the client has not
@@ -59,20 +81,20 @@ pub enum Linger {
     /// The FIN is sent; reading until the client's, or a bound.
     Lingering {
         until: Option<Pin<Box<Sleep>>>,
-        discarded: usize,
+        discarded: u32,
     },
     /// Done.
     Closed,
 }
 
 impl Linger {
-    /// `poll_shutdown` for `io`: the FIN, then (if `linger`) the read
+    /// `poll_shutdown` for `io`: the FIN, then, as `how` says, the read
     /// until the client's FIN or a bound. Resolves once the socket may be
     /// closed without a reset.
     pub fn poll_close<T: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         io: &mut T,
-        linger: bool,
+        how: Close,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
@@ -80,13 +102,13 @@ impl Linger {
                 Linger::Open => {
                     // Step 1: the FIN, after everything written so far.
                     ready!(Pin::new(&mut *io).poll_shutdown(cx))?;
-                    *self = if linger {
+                    *self = if how == Close::Now {
+                        Linger::Closed
+                    } else {
                         Linger::Lingering {
                             until: None,
                             discarded: 0,
                         }
-                    } else {
-                        Linger::Closed
                     };
                 }
                 Linger::Lingering { until, discarded } => {
@@ -96,7 +118,7 @@ impl Linger {
                     let mut buf = ReadBuf::new(&mut scrap);
                     match Pin::new(&mut *io).poll_read(cx, &mut buf) {
                         Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
-                            *discarded += buf.filled().len();
+                            *discarded += buf.filled().len() as u32;
                             if *discarded < LINGER_BYTES {
                                 continue;
                             }
@@ -104,6 +126,9 @@ impl Linger {
                         // The client's FIN, or an error: nothing more
                         // will come.
                         Poll::Ready(_) => {}
+                        // Nothing unread, from a client that sends
+                        // nothing more: close now.
+                        Poll::Pending if how == Close::UnlessUnread && *discarded == 0 => {}
                         Poll::Pending => {
                             let until = until
                                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));

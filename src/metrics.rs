@@ -4,10 +4,19 @@
 //! connection path, so nothing here takes a lock or allocates. The label set
 //! is fixed (status codes 100–599, five phases), so a hostile client cannot
 //! grow it.
+//!
+//! Two more things keep the hot counters cheap, because an atomic add is
+//! only cheap while its cache line stays with one core. The counters the
+//! accept loop and the connection tasks add to, on different threads, sit
+//! on cache lines of their own ([`Padded`]). And the response counts, which
+//! every request adds to, are kept per thread ([`ByStatus`]): each thread
+//! adds to its own row, and `/metrics` sums the rows.
 
+use std::cell::Cell;
 use std::fmt::Write;
+use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
 use crate::phase::Phase;
 use crate::store::StoreCounters;
@@ -15,16 +24,17 @@ use crate::store::StoreCounters;
 /// Every counter the server keeps. Shared through [`crate::app::App`].
 #[derive(Debug)]
 pub struct Metrics {
-    /// Connections accepted since start.
-    pub connections_accepted: AtomicU64,
-    /// Connections whose task has ended (any way, aborts included).
-    pub connections_closed: AtomicU64,
+    /// Connections accepted since start. Added to by the accept loop.
+    pub connections_accepted: Padded<AtomicU64>,
+    /// Connections whose task has ended (any way, aborts included). Added
+    /// to by the connection tasks.
+    pub connections_closed: Padded<AtomicU64>,
     /// Connections aborted by a forced close.
     pub connections_aborted: AtomicU64,
     /// Requests whose handler is running now.
     pub requests_in_flight: AtomicU64,
-    /// Responses produced by our service, by status code (index = code).
-    by_status: Box<[AtomicU64]>,
+    /// Responses produced by our service, by status code.
+    by_status: ByStatus,
     /// Event streams open now.
     pub streams_open: AtomicU64,
     /// Event streams that ended because the server was closing.
@@ -50,11 +60,11 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            connections_accepted: AtomicU64::new(0),
-            connections_closed: AtomicU64::new(0),
+            connections_accepted: Padded(AtomicU64::new(0)),
+            connections_closed: Padded(AtomicU64::new(0)),
             connections_aborted: AtomicU64::new(0),
             requests_in_flight: AtomicU64::new(0),
-            by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            by_status: ByStatus::default(),
             streams_open: AtomicU64::new(0),
             streams_ended_by_shutdown: AtomicU64::new(0),
             work_cancelled: AtomicU64::new(0),
@@ -70,28 +80,26 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one response with `status`.
     pub fn record_status(&self, status: u16) {
-        if let Some(c) = self.by_status.get(status as usize) {
-            c.fetch_add(1, Relaxed);
-        }
+        self.by_status.add(status);
     }
 
     /// Responses produced so far, all statuses.
     pub fn requests_total(&self) -> u64 {
-        self.by_status.iter().map(|c| c.load(Relaxed)).sum()
+        (0..STATUSES as u16).map(|s| self.by_status.get(s)).sum()
     }
 
     /// Responses with this status so far.
     pub fn requests_with_status(&self, status: u16) -> u64 {
-        self.by_status
-            .get(status as usize)
-            .map_or(0, |c| c.load(Relaxed))
+        self.by_status.get(status)
     }
 
-    /// Connections open now.
+    /// Connections open now. (SeqCst loads, which cost what relaxed ones
+    /// do on x86: the connection limit relies on their order; see
+    /// `conn_limit`.)
     pub fn open_connections(&self) -> u64 {
-        let closed = self.connections_closed.load(Relaxed);
+        let closed = self.connections_closed.load(SeqCst);
         self.connections_accepted
-            .load(Relaxed)
+            .load(SeqCst)
             .saturating_sub(closed)
     }
 
@@ -198,8 +206,8 @@ impl Metrics {
         out.push_str(
             "# HELP lameduck_requests_total Responses by status code.\n# TYPE lameduck_requests_total counter\n",
         );
-        for (code, c) in self.by_status.iter().enumerate() {
-            let v = c.load(Relaxed);
+        for code in 0..STATUSES as u16 {
+            let v = self.by_status.get(code);
             if v > 0 {
                 let _ = writeln!(out, "lameduck_requests_total{{status=\"{code}\"}} {v}");
             }
@@ -217,4 +225,72 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A value on cache lines of its own (two: x86 fetches lines in pairs), so
+/// that writes to it do not take the line from a core using a neighbour.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Padded<T>(pub T);
+
+impl<T> Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Status codes counted: 0–599, indexed by code.
+const STATUSES: usize = 600;
+/// Rows of [`ByStatus`]: more than a server has busy threads, so threads
+/// rarely share one.
+const SHARDS: usize = 8;
+
+/// Responses by status code, one row of counters per shard of threads.
+#[derive(Debug)]
+struct ByStatus {
+    rows: Box<[Padded<[AtomicU64; STATUSES]>]>,
+}
+
+impl Default for ByStatus {
+    fn default() -> Self {
+        ByStatus {
+            rows: (0..SHARDS)
+                .map(|_| Padded(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+}
+
+impl ByStatus {
+    /// Adds one to `status` in this thread's row.
+    fn add(&self, status: u16) {
+        if let Some(c) = self.rows[this_shard()].0.get(status as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The count for `status`, all rows summed.
+    fn get(&self, status: u16) -> u64 {
+        self.rows
+            .iter()
+            .filter_map(|row| row.0.get(status as usize))
+            .map(|c| c.load(Relaxed))
+            .sum()
+    }
+}
+
+/// This thread's shard: threads are dealt shards in turn, the first time
+/// each counts something.
+fn this_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|shard| {
+        if shard.get() == usize::MAX {
+            shard.set(NEXT.fetch_add(1, Relaxed) % SHARDS);
+        }
+        shard.get()
+    })
 }

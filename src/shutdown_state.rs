@@ -21,6 +21,8 @@
 //! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task |
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,6 +30,38 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::TaskTracker;
 
 use crate::phase::{Phase, PhaseCell};
+
+pin_project_lite::pin_project! {
+    /// A wait for the drain that costs one relaxed load per poll.
+    ///
+    /// A connection task polls what it waits on at every wake-up: on a
+    /// keep-alive connection, for every request. Each poll of the token's
+    /// own future takes the token's locks, which every connection shares:
+    /// two lock round trips per request, between threads. This one polls
+    /// the token's future once, which leaves the task's waker with the
+    /// token, and after that only once the phase says the drain has begun.
+    /// `begin_drain` sets the phase before it cancels the token, so a task
+    /// woken by the token sees the phase.
+    pub struct Closing<'a> {
+        #[pin]
+        wait: WaitForCancellationFuture<'a>,
+        state: &'a ShutdownState,
+        registered: bool,
+    }
+}
+
+impl Future for Closing<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if *this.registered && !this.state.is_draining() {
+            return Poll::Pending;
+        }
+        *this.registered = true;
+        this.wait.poll(cx)
+    }
+}
 
 /// The shutdown's shared state. One per server, inside its `App`.
 #[derive(Debug)]
@@ -90,9 +124,15 @@ impl ShutdownState {
         self.past_deadline.is_cancelled()
     }
 
-    /// Resolves when the drain begins. For `select!`.
-    pub fn closing(&self) -> WaitForCancellationFuture<'_> {
-        self.closing.cancelled()
+    /// Resolves when the drain begins. For `select!`, and for every
+    /// connection task: see [`Closing`] for why it is not the token's own
+    /// future.
+    pub fn closing(&self) -> Closing<'_> {
+        Closing {
+            wait: self.closing.cancelled(),
+            state: self,
+            registered: false,
+        }
     }
 
     /// Resolves when the shutdown deadline passes. For `select!`.

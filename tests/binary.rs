@@ -29,7 +29,11 @@ async fn sigterm_drains_in_flight_work_and_exits_0() {
     assert_eq!(bin.exit_code_within(EXIT), 0);
     let report = bin.wait_for_log("shutdown report", EXIT);
     assert!(report.contains("outcome=\"drained\""), "{report}");
-    assert!(report.contains("conns_drained=1"), "{report}");
+    // The slow request was answered during the drain. (How many
+    // connections the drain counts can include the last `/metrics`
+    // connection, if its task had not quite ended when the signal came.)
+    assert!(report.contains("requests_during_drain=1"), "{report}");
+    assert!(report.contains("conns_aborted=0"), "{report}");
     assert!(bin.logs().iter().any(|l| l.contains("signal=\"SIGTERM\"")));
 }
 

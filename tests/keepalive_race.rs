@@ -187,3 +187,68 @@ async fn a_response_is_not_cut_by_a_reset_when_the_client_sent_more() {
     server.shutdown();
     server.report_within(STOP).await;
 }
+
+/// A client that asked to close (`Connection: close`, no body) sends
+/// nothing more, so the server does not linger for its FIN: the
+/// connection is gone as soon as the response is out, while the client
+/// still holds its end open. (A linger would hold it for `LINGER_TIME`,
+/// 1 s.)
+#[tokio::test]
+async fn a_client_that_asked_to_close_is_not_waited_for() {
+    let server = TestServer::start(test_config()).await;
+    let mut conn = http::connect(server.addr).await;
+    http::send(
+        &mut conn,
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let got = http::closed_within(&mut conn, Duration::from_secs(5)).await;
+    assert!(got.starts_with(b"HTTP/1.1 200 "), "{got:?}");
+    // `conn` stays open on our side: the server must not wait for it.
+    let app = server.app.clone();
+    let gone = tokio::time::timeout(Duration::from_millis(700), async {
+        while app.metrics.open_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the server lingered for the client's FIN");
+    drop(conn);
+    server.shutdown();
+    server.report_within(STOP).await;
+}
+
+/// The same client, but it sent more after its `Connection: close`
+/// request (which it must not, RFC 9112 §9.6): the bytes are already
+/// there when the server closes, so it lingers after all, and the
+/// response is not cut by a reset.
+#[tokio::test]
+async fn a_client_that_asked_to_close_but_sent_more_still_gets_its_whole_response() {
+    let server = TestServer::start(test_config()).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: the response cannot all be sent before the close.
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut conn = socket.connect(server.addr).await.unwrap();
+    let mut sent = b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".to_vec();
+    sent.extend(std::iter::repeat_n(b'x', 40_000));
+    conn.write_all(&sent).await.unwrap();
+    // Read only once the server has had time to close its side.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(STOP, conn.read_to_end(&mut got)).await;
+    let mut reader = lameduck::testing::http1::ResponseReader::new();
+    reader.feed(&got);
+    reader.end();
+    let res = reader
+        .next(lameduck::testing::http1::Method::Other)
+        .expect("a well-formed response")
+        .expect("a whole response head");
+    assert_eq!(res.status, 200);
+    assert!(
+        res.complete,
+        "the response was cut after {} bytes of body ({read:?})",
+        res.body.len()
+    );
+    server.shutdown();
+    server.report_within(STOP).await;
+}

@@ -34,6 +34,34 @@ pub struct LoadFigure {
     pub b: Side,
     /// Median rate of A over median rate of B: 1.0 is parity.
     pub ratio: f64,
+    /// A over B in each round (A and B ran back to back): the spread of
+    /// these says how much of a gap is the machine's noise.
+    pub round_ratios: Vec<f64>,
+}
+
+impl LoadFigure {
+    /// `a`'s and `b`'s runs, paired by round.
+    pub fn new(name: String, unit: &'static str, a: Side, b: Side) -> Self {
+        let round_ratios = a.runs.iter().zip(&b.runs).map(|(a, b)| a / b).collect();
+        LoadFigure {
+            name,
+            unit,
+            ratio: a.rate / b.rate,
+            round_ratios,
+            a,
+            b,
+        }
+    }
+}
+
+/// `min–max` of `runs`, to `decimals` places.
+fn spread(runs: &[f64], decimals: usize) -> String {
+    let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if runs.is_empty() {
+        return "-".to_owned();
+    }
+    format!("{min:.decimals$}–{max:.decimals$}")
 }
 
 /// One server's medians over its runs of one figure.
@@ -119,35 +147,40 @@ pub struct Target {
 }
 
 impl Figures {
-    /// The targets: churn and keep-alive A/B ≥ 0.95 (c16, c64), drain
-    /// < 100 ms, idle memory A/B ≤ 1.10, churn growth ≤ 2 MiB.
+    /// The targets, as the README states them: lameduck costs nothing
+    /// beside bare hyper. Churn (c16, c64) and keep-alive A/B ≥ 1.00
+    /// (c1 is reported without one: one connection at a time is bound by
+    /// latency, not by the server's work); idle memory A/B ≤ 1.03; the
+    /// drain of idle connections no slower than bare hyper with hyper-util's
+    /// graceful watcher, in the same run; churn growth ≤ 2 MiB. They are
+    /// printed as they are, met or MISSED.
     pub fn targets(&self) -> Vec<Target> {
         let mut out = Vec::new();
         for f in &self.load {
             if f.name.ends_with("_c1") {
-                continue; // Reported, but no target: one connection at a time is latency-bound.
+                continue;
             }
             out.push(Target {
                 what: format!("{} A/B", f.name),
                 value: format!("{:.3}", f.ratio),
-                goal: ">= 0.95",
-                met: f.ratio >= 0.95,
+                goal: ">= 1.00",
+                met: f.ratio >= 1.0,
             });
         }
         if let Some(d) = &self.drain_idle {
             out.push(Target {
                 what: d.name.clone(),
                 value: format!("{:.1} ms", d.drain_ms),
-                goal: "< 100 ms",
-                met: d.drain_ms < 100.0,
+                goal: "<= B",
+                met: d.drain_ms <= d.b_graceful_ms,
             });
         }
         if let Some(m) = &self.mem_idle {
             out.push(Target {
                 what: format!("{} A/B", m.name),
                 value: format!("{:.3}", m.ratio),
-                goal: "<= 1.10",
-                met: m.ratio <= 1.10,
+                goal: "<= 1.03",
+                met: m.ratio <= 1.03,
             });
         }
         if let Some(c) = &self.mem_churn {
@@ -179,16 +212,18 @@ impl Figures {
         );
         let _ = writeln!(
             t,
-            "A = lameduck::Server (defaults), B = bare hyper http1 loop; medians; cpu in cores (server/client)\n"
+            "A = lameduck::Server (defaults), B = bare hyper http1 loop; medians; \
+             rounds = spread of A/B per round (of A, B for memory and drain); cpu in cores (server/client)\n"
         );
         let _ = writeln!(
             t,
-            "{:<22} {:>7} {:>10} {:>10} {:>6}  {:>15} {:>15}  {:>11} {:>11}  {:>6}",
+            "{:<22} {:>7} {:>10} {:>10} {:>6} {:>13}  {:>15} {:>15}  {:>11} {:>11}  {:>6}",
             "figure",
             "unit",
             "A",
             "B",
             "A/B",
+            "rounds",
             "A p50/p99 µs",
             "B p50/p99 µs",
             "A cpu s/c",
@@ -198,12 +233,13 @@ impl Figures {
         for f in &self.load {
             let _ = writeln!(
                 t,
-                "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3}  {:>15} {:>15}  {:>11} {:>11}  {:>6}",
+                "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3} {:>13}  {:>15} {:>15}  {:>11} {:>11}  {:>6}",
                 f.name,
                 f.unit,
                 f.a.rate,
                 f.b.rate,
                 f.ratio,
+                spread(&f.round_ratios, 3),
                 format!("{:.0}/{:.0}", f.a.p50_us, f.a.p99_us),
                 format!("{:.0}/{:.0}", f.b.p50_us, f.b.p99_us),
                 format!("{:.2}/{:.2}", f.a.server_cpu, f.a.client_cpu),
@@ -214,19 +250,28 @@ impl Figures {
         if let Some(m) = &self.mem_idle {
             let _ = writeln!(
                 t,
-                "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3}  (RSS delta / {} idle keep-alive conns)",
-                m.name, "B/conn", m.a_bytes, m.b_bytes, m.ratio, m.conns
+                "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3}  (RSS delta / {} idle keep-alive conns; A {}, B {})",
+                m.name,
+                "B/conn",
+                m.a_bytes,
+                m.b_bytes,
+                m.ratio,
+                m.conns,
+                spread(&m.a_runs, 0),
+                spread(&m.b_runs, 0)
             );
         }
         if let Some(d) = &self.drain_idle {
             let _ = writeln!(
                 t,
-                "{:<22} {:>7} {:>10.1} {:>10.1} {:>6.3}  (B = bare loop + graceful watcher; {} conns: {}, {} drained, {} aborted, {} closes seen by client)",
+                "{:<22} {:>7} {:>10.1} {:>10.1} {:>6.3}  (A {}, B {}; B = bare loop + graceful watcher; {} conns: {}, {} drained, {} aborted, {} closes seen by client)",
                 d.name,
                 "ms",
                 d.drain_ms,
                 d.b_graceful_ms,
                 d.ratio,
+                spread(&d.runs_ms, 1),
+                spread(&d.b_runs_ms, 1),
                 d.conns,
                 d.outcome,
                 d.connections_drained,

@@ -1,8 +1,9 @@
 //! The two servers under test.
 //!
 //! * **A** is lameduck as users run it: [`lameduck::Server`] with the
-//!   default configuration (connection limit, header/idle/request timeouts,
-//!   graceful watcher, metrics, the background cleaner), bound with
+//!   default configuration (connection limit, header/idle/request
+//!   timeouts, write-stall limit, keep-alive grace, lingering close,
+//!   metrics, the background cleaner), bound with
 //!   [`lameduck::listener::bind`] and driven by [`lameduck::Server::run`].
 //! * **B** is the smallest honest hyper 1.x server: accept, spawn a task
 //!   per connection, serve HTTP/1 with the same `/healthz` body. No

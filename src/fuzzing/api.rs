@@ -111,7 +111,6 @@ impl Api {
             Instant::now(),
             None,
             self.cfg.clone(),
-            None,
         ));
         let head = format!(
             "{method} {target} HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\

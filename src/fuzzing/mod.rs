@@ -181,7 +181,7 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         // for this one connection what the server's drain does for all of
         // them, through the same call (`ShutdownState::begin_drain`).
         let io = MockIo::new(client, script, shared.clone());
-        let mut conn = std::pin::pin!(connection::serve(io, Instant::now(), None, cfg, None));
+        let mut conn = std::pin::pin!(connection::serve(io, Instant::now(), None, cfg));
         let conn = std::future::poll_fn(|cx| {
             let mut wire = shared.lock().unwrap();
             if wire.shutdown_requested && wire.shutdown_at.is_none() {

@@ -31,6 +31,7 @@
 //! reaching the store.
 
 mod access_log;
+mod conn_body;
 mod event_stream;
 mod head;
 mod health;
@@ -59,7 +60,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::error;
 
 use crate::app::App;
+use crate::http1_state::{ConnState, ResponseDone};
 use access_log::{AccessRecord, Logged};
+pub use conn_body::{Answer, ConnBody};
 pub use respond::Body;
 
 /// The body hyper sends: the handler's, or (with `--access-log`) the
@@ -72,43 +75,67 @@ pub type ResponseFuture = Either<
     Pin<Box<dyn Future<Output = Result<Response<ServiceBody>, Infallible>> + Send>>,
 >;
 
-/// lameduck's hyper service. Cheap to clone: one `Arc`, and with
-/// `--access-log` the connection's peer.
+/// lameduck's hyper service, one per connection. It borrows the app from
+/// the connection task, which holds it: a connection's service costs no
+/// reference count, which every connection would otherwise touch twice on
+/// a cache line shared by all of them.
 #[derive(Clone, Debug)]
-pub struct Service {
-    app: Arc<App>,
+pub struct Service<'a> {
+    app: &'a Arc<App>,
     /// The peer, for the access log and for counting health checkers;
     /// `None` when neither is on, which is what keeps them free then.
     peer: Option<Box<SocketAddr>>,
+    /// An HTTP/1 connection's phase, which each request moves (see
+    /// `http1_state`); `None` for HTTP/2.
+    conn: Option<Arc<ConnState>>,
 }
 
-impl Service {
-    /// A service over `app`.
-    pub fn new(app: Arc<App>) -> Self {
-        Service { app, peer: None }
+impl<'a> Service<'a> {
+    /// The service for an HTTP/1 connection from `peer`, in `state`.
+    pub fn http1(app: &'a Arc<App>, peer: Option<Box<SocketAddr>>, state: &Arc<ConnState>) -> Self {
+        Service {
+            app,
+            peer,
+            conn: Some(state.clone()),
+        }
     }
 
-    /// This service for one connection from `peer`: the same one, unless
-    /// the access log or the health-checker count needs to know the peer.
-    pub fn for_connection(&self, peer: Option<SocketAddr>) -> Self {
-        let wanted = self.app.config.access_log || self.app.checkers.enabled();
-        let peer = match peer {
-            Some(peer) if wanted => Some(Box::new(peer)),
-            _ => None,
-        };
+    /// The service for an HTTP/2 connection from `peer`.
+    pub fn http2(app: &'a Arc<App>, peer: Option<Box<SocketAddr>>) -> Self {
         Service {
-            app: self.app.clone(),
+            app,
             peer,
+            conn: None,
         }
     }
 }
 
-impl hyper::service::Service<Request<Incoming>> for Service {
-    type Response = Response<ServiceBody>;
+/// `peer`, boxed, if the access log or the health-checker count needs to
+/// know it; otherwise `None`, which keeps them free.
+pub fn keep_peer(app: &App, peer: Option<SocketAddr>) -> Option<Box<SocketAddr>> {
+    let wanted = app.config.access_log || app.checkers.enabled();
+    peer.filter(|_| wanted).map(Box::new)
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service<'_> {
+    type Response = Response<ConnBody>;
     type Error = Infallible;
-    type Future = ResponseFuture;
+    type Future = Answer;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // HTTP/1: the connection is busy until the response's body is
+        // dropped, written.
+        let done = self.conn.as_ref().map(|state| {
+            state.request_started(conn_body::client_closes(&req));
+            ResponseDone(state.clone())
+        });
+        Answer::new(self.respond(req), done)
+    }
+}
+
+impl Service<'_> {
+    /// The answer to `req`: routed, and with `--access-log` logged.
+    fn respond(&self, req: Request<Incoming>) -> ResponseFuture {
         let logged = self.peer.as_deref().filter(|_| self.app.config.access_log);
         let Some(&peer) = logged else {
             return self.route(req);
@@ -127,10 +154,10 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     }
 }
 
-impl Service {
+impl Service<'_> {
     /// Routes `req` to its handler.
     fn route(&self, req: Request<Incoming>) -> ResponseFuture {
-        let app = &self.app;
+        let app = self.app;
         let reply = Reply {
             http1: req.version() < Version::HTTP_2,
             head: req.method() == Method::HEAD,

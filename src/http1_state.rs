@@ -1,0 +1,231 @@
+//! What an HTTP/1 connection is doing, told by the parts that know.
+//!
+//! Three timeouts and the drain need one fact about a keep-alive
+//! connection: is it reading a request head, answering a request, or idle
+//! between two, and since when? hyper does not say. Three places in
+//! lameduck each see one step, and each writes it here with one relaxed
+//! store:
+//!
+//! | step | who sees it | phase |
+//! |---|---|---|
+//! | accepted | `connection::serve` | `Head`, since the accept |
+//! | a head is complete | the service, when hyper calls it | `Busy` |
+//! | the response is written | the response body, when hyper drops it | `Idle` |
+//! | a byte of the next head | the IO (`conn_io`), on a read | `Head` |
+//!
+//! The times are taken lazily. A step only says *that* it happened;
+//! [`ConnState::now`], called by the connection's timer
+//! (`http1_deadlines`) after hyper has done all it can, reads the clock if
+//! the phase is new. A keep-alive request therefore costs one clock read
+//! (when it goes idle), and a head that arrives whole costs none: it is
+//! `Busy` again before anyone looks.
+//!
+//! That one read is of the kernel's *coarse* clock ([`coarse_nanos`]):
+//! the time of the last scheduler tick, which the kernel keeps in memory
+//! it shares with every process. Reading it is a few loads. The precise
+//! clock (`Instant::now`) reads the CPU's time-stamp counter and scales
+//! it, which costs tens of nanoseconds, and in a virtual machine can cost
+//! far more: measured here, it was the largest single cost lameduck added
+//! to a keep-alive request. A tick is 1 to 4 ms, and the times kept here
+//! only decide timeouts of seconds and a grace of a quarter second.
+//!
+//! Everything here is written and read by the connection's own task (the
+//! service and the body of an HTTP/1 connection run inside it), so the
+//! atomics are never contended; they are atomics because the task moves
+//! between threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// What an HTTP/1 connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a request head of which a byte has come, or for the
+    /// first head: the header timeout runs.
+    Head,
+    /// A request is being answered: its handler's timeout and the write
+    /// stall limit run, not a connection timer.
+    Busy,
+    /// The last response is written and no byte of the next request has
+    /// come: the idle timeout runs, and at the drain the keep-alive grace.
+    Idle,
+}
+
+/// A connection's phase and when it began.
+#[derive(Debug)]
+pub struct ConnState {
+    accepted_at: Instant,
+    /// The coarse clock at `accepted_at`.
+    accepted_coarse: u64,
+    /// The phase in the top two bits; below them, when it began, in
+    /// nanoseconds after `accepted_at` on the coarse clock, or
+    /// [`UNSTAMPED`] until someone asks. One word, so each step is one
+    /// store.
+    word: AtomicU64,
+    /// [`CLIENT_CLOSES`] and [`NO_LINGER`].
+    flags: AtomicU8,
+}
+
+const PHASE_SHIFT: u32 = 62;
+const HEAD: u64 = 0;
+const BUSY: u64 = 1 << PHASE_SHIFT;
+const IDLE: u64 = 2 << PHASE_SHIFT;
+const PHASE_MASK: u64 = 3 << PHASE_SHIFT;
+/// The phase began, but nobody has read the clock for it yet.
+const UNSTAMPED: u64 = !PHASE_MASK;
+
+/// The client asked to close after its request, and sent no body: no
+/// byte will follow the request (RFC 9112 §9.6: a client that sends
+/// `close` must not send another request), so the close need not linger.
+const CLIENT_CLOSES: u8 = 1;
+/// The drain closed this connection idle: no response is on its way, so
+/// there is nothing for a linger to protect.
+const NO_LINGER: u8 = 2;
+
+impl ConnState {
+    /// A connection accepted at `accepted_at`, waiting for its first head
+    /// since then.
+    pub fn new(accepted_at: Instant) -> Arc<Self> {
+        Arc::new(ConnState {
+            accepted_at,
+            accepted_coarse: coarse_nanos(),
+            word: AtomicU64::new(HEAD),
+            flags: AtomicU8::new(0),
+        })
+    }
+
+    /// When the connection was accepted.
+    pub fn accepted_at(&self) -> Instant {
+        self.accepted_at
+    }
+
+    /// The IO read bytes: if the connection was idle, the next head has
+    /// begun. (Bytes read while `Busy` are the request's body, or a
+    /// pipelined head that hyper parses as soon as the response is out.)
+    #[inline]
+    pub fn bytes_arrived(&self) {
+        if self.word.load(Relaxed) & PHASE_MASK == IDLE {
+            self.word.store(HEAD | UNSTAMPED, Relaxed);
+        }
+    }
+
+    /// hyper handed the service a complete head. `client_closes`: see
+    /// [`CLIENT_CLOSES`].
+    #[inline]
+    pub fn request_started(&self, client_closes: bool) {
+        self.word.store(BUSY, Relaxed);
+        if client_closes {
+            self.flags.fetch_or(CLIENT_CLOSES, Relaxed);
+        }
+    }
+
+    /// hyper is done with the response's body: the connection waits for
+    /// the next request.
+    #[inline]
+    pub fn response_finished(&self) {
+        self.word.store(IDLE | UNSTAMPED, Relaxed);
+    }
+
+    /// The phase and when it began, reading the clock if nobody has yet.
+    pub fn now(&self) -> (Phase, Instant) {
+        let word = self.word.load(Relaxed);
+        let phase = match word & PHASE_MASK {
+            HEAD => Phase::Head,
+            BUSY => return (Phase::Busy, self.accepted_at),
+            _ => Phase::Idle,
+        };
+        let mut nanos = word & !PHASE_MASK;
+        if nanos == UNSTAMPED {
+            nanos = coarse_nanos().saturating_sub(self.accepted_coarse) & !PHASE_MASK;
+            self.word.store((word & PHASE_MASK) | nanos, Relaxed);
+        }
+        (phase, self.accepted_at + Duration::from_nanos(nanos))
+    }
+
+    /// Whether closing after a response should linger (`lingering_close`).
+    pub fn lingers(&self) -> bool {
+        self.flags.load(Relaxed) & NO_LINGER == 0
+    }
+
+    /// Whether the client said it sends nothing more; see
+    /// [`CLIENT_CLOSES`].
+    pub fn client_closes(&self) -> bool {
+        self.flags.load(Relaxed) & CLIENT_CLOSES != 0
+    }
+
+    /// The drain closes this idle connection: no linger.
+    pub fn skip_linger(&self) {
+        self.flags.fetch_or(NO_LINGER, Relaxed);
+    }
+}
+
+/// The kernel's coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`), in
+/// nanoseconds: the time of the last scheduler tick. See the module docs.
+fn coarse_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; the clock id is a
+    // constant every Linux since 2.6.32 knows, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Held by an HTTP/1 response's body; dropped by hyper when the body is
+/// written (or the connection ends), which makes the connection idle.
+#[derive(Debug)]
+pub struct ResponseDone(pub Arc<ConnState>);
+
+impl Drop for ResponseDone {
+    fn drop(&mut self) {
+        self.0.response_finished();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_goes_head_busy_idle_and_back_to_head_on_a_byte() {
+        let state = ConnState::new(Instant::now());
+        let (phase, since) = state.now();
+        assert_eq!(phase, Phase::Head);
+        assert_eq!(since, state.accepted_at());
+
+        state.bytes_arrived(); // more of the first head: still since accept
+        assert_eq!(state.now(), (Phase::Head, state.accepted_at()));
+
+        state.request_started(false);
+        assert_eq!(state.now().0, Phase::Busy);
+        state.bytes_arrived(); // a body: still busy
+        assert_eq!(state.now().0, Phase::Busy);
+
+        drop(ResponseDone(state.clone()));
+        let (phase, idle_since) = state.now();
+        assert_eq!(phase, Phase::Idle);
+        assert!(idle_since >= state.accepted_at());
+        // Asked again: the same stamp, not a new clock read.
+        assert_eq!(state.now(), (Phase::Idle, idle_since));
+
+        // Longer than a tick of the coarse clock.
+        std::thread::sleep(Duration::from_millis(20));
+        state.bytes_arrived();
+        let (phase, head_since) = state.now();
+        assert_eq!(phase, Phase::Head);
+        assert!(head_since > idle_since);
+        assert!(state.lingers() && !state.client_closes());
+    }
+
+    #[test]
+    fn flags_stick() {
+        let state = ConnState::new(Instant::now());
+        state.request_started(true);
+        state.request_started(false);
+        assert!(state.client_closes());
+        state.skip_linger();
+        assert!(!state.lingers());
+    }
+}

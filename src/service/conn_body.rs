@@ -1,0 +1,100 @@
+//! The answer hyper gets for an HTTP/1 request tells the connection when
+//! it is written.
+//!
+//! A keep-alive connection is idle from the moment its last response is
+//! written until the next request's first byte (`http1_state`). hyper
+//! says neither, but it drops a response's body as soon as the body is
+//! done: so the body carries a [`ResponseDone`], whose drop makes the
+//! connection idle. One `Arc` clone per request; HTTP/2 streams carry
+//! none.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::{Response, header};
+
+use super::{ResponseFuture, ServiceBody};
+use crate::http1_state::ResponseDone;
+
+pin_project_lite::pin_project! {
+    /// What the service's `call` returns: the routed answer, and the
+    /// marker its body will carry.
+    pub struct Answer {
+        #[pin]
+        routed: ResponseFuture,
+        done: Option<ResponseDone>,
+    }
+}
+
+impl Answer {
+    /// `routed`, whose body will carry `done` (if any).
+    pub fn new(routed: ResponseFuture, done: Option<ResponseDone>) -> Self {
+        Answer { routed, done }
+    }
+}
+
+impl Future for Answer {
+    type Output = Result<Response<ConnBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.routed.poll(cx))?;
+        let done = this.done.take();
+        Poll::Ready(Ok(res.map(|body| ConnBody { body, done })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body hyper sends: the service's, and the marker that is
+    /// dropped with it.
+    pub struct ConnBody {
+        #[pin]
+        body: ServiceBody,
+        done: Option<ResponseDone>,
+    }
+}
+
+impl Body for ConnBody {
+    type Data = Bytes;
+    type Error = <ServiceBody as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Whether the client says this request is its last on the connection,
+/// and sent no body: `Connection: close`, or HTTP/1.0 without
+/// `keep-alive`. Then nothing more can come from it, and the close after
+/// the response need not linger (`lingering_close`).
+pub fn client_closes<B: Body>(req: &hyper::Request<B>) -> bool {
+    let says = |token: &str| {
+        req.headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let closes = if req.version() <= hyper::Version::HTTP_10 {
+        !says("keep-alive")
+    } else {
+        says("close")
+    };
+    closes && req.body().is_end_stream()
+}
