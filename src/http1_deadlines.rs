@@ -45,7 +45,7 @@ use tokio::time::Sleep;
 
 use crate::http1_state::{ConnState, Phase};
 use crate::keepalive_grace;
-use crate::shutdown_state::{Closing, ShutdownState};
+use crate::shutdown_state::{ShutdownState, Signal};
 
 /// The three durations, from the server's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +76,7 @@ pin_project_lite::pin_project! {
         // Resolves when the drain begins (a relaxed load per poll until
         // then); polled until it fires, then never again.
         #[pin]
-        drain: Closing<'a>,
+        drain: Signal<'a>,
         state: &'a ConnState,
         timeouts: &'a Timeouts,
         // The one timer; made when the connection first has a deadline

@@ -32,30 +32,32 @@ use tokio_util::task::TaskTracker;
 use crate::phase::{Phase, PhaseCell};
 
 pin_project_lite::pin_project! {
-    /// A wait for the drain that costs one relaxed load per poll.
+    /// A wait on one of the shutdown's tokens that costs one relaxed load
+    /// per poll ([`ShutdownState::closing`], [`ShutdownState::past_deadline`]).
     ///
     /// A connection task polls what it waits on at every wake-up: on a
-    /// keep-alive connection, for every request. Each poll of the token's
+    /// keep-alive connection, for every request. Each poll of a token's
     /// own future takes the token's locks, which every connection shares:
     /// two lock round trips per request, between threads. This one polls
     /// the token's future once, which leaves the task's waker with the
-    /// token, and after that only once the phase says the drain has begun.
-    /// `begin_drain` sets the phase before it cancels the token, so a task
+    /// token, and after that only once the phase has reached `from`. Every
+    /// transition sets the phase before it cancels the token, so a task
     /// woken by the token sees the phase.
-    pub struct Closing<'a> {
+    pub struct Signal<'a> {
         #[pin]
         wait: WaitForCancellationFuture<'a>,
         state: &'a ShutdownState,
+        from: Phase,
         registered: bool,
     }
 }
 
-impl Future for Closing<'_> {
+impl Future for Signal<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
-        if *this.registered && !this.state.is_draining() {
+        if *this.registered && this.state.phase() < *this.from {
             return Poll::Pending;
         }
         *this.registered = true;
@@ -124,20 +126,27 @@ impl ShutdownState {
         self.past_deadline.is_cancelled()
     }
 
-    /// Resolves when the drain begins. For `select!`, and for every
-    /// connection task: see [`Closing`] for why it is not the token's own
-    /// future.
-    pub fn closing(&self) -> Closing<'_> {
-        Closing {
-            wait: self.closing.cancelled(),
-            state: self,
-            registered: false,
-        }
+    /// Resolves when the drain begins (or the shutdown is forced, which
+    /// skips it). For `select!`, and for every connection task: see
+    /// [`Signal`] for why it is not the token's own future.
+    pub fn closing(&self) -> Signal<'_> {
+        self.signal(&self.closing, Phase::Draining)
     }
 
-    /// Resolves when the shutdown deadline passes. For `select!`.
-    pub fn past_deadline(&self) -> WaitForCancellationFuture<'_> {
-        self.past_deadline.cancelled()
+    /// Resolves when the shutdown deadline passes. For `select!`, in every
+    /// handler that waits (see [`Signal`]).
+    pub fn past_deadline(&self) -> Signal<'_> {
+        self.signal(&self.past_deadline, Phase::Forcing)
+    }
+
+    /// `token`'s cancellation, cancelled only once the phase is `from`.
+    fn signal<'a>(&'a self, token: &'a CancellationToken, from: Phase) -> Signal<'a> {
+        Signal {
+            wait: token.cancelled(),
+            state: self,
+            from,
+            registered: false,
+        }
     }
 
     /// Every phase change from now on, for those that wait for one.
@@ -209,14 +218,18 @@ impl ShutdownState {
     }
 
     /// The deadline: handlers that have not answered yet answer `503` +
-    /// `Retry-After` now.
+    /// `Retry-After` now. Called after `begin_force`, so the phase is
+    /// already `Forcing` (see [`Signal`]).
     pub(crate) fn refuse_unanswered(&self) {
+        debug_assert!(self.phase() >= Phase::Forcing);
         self.past_deadline.cancel();
     }
 
     /// Go's `Close`: everything still running is stopped. `closing` again,
-    /// because a second signal during the lame-duck phase skips the drain.
+    /// because a second signal during the lame-duck phase skips the drain
+    /// (called after `begin_force`, so the phase is past `Draining`).
     pub(crate) fn abort_everything(&self) {
+        debug_assert!(self.phase() >= Phase::Forcing);
         self.closing.cancel();
         self.abort_streams.cancel();
     }
