@@ -22,7 +22,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
@@ -67,10 +67,8 @@ pub struct ConnectionConfig {
     executor: StreamExecutor,
     /// `max_header_bytes`, for HTTP/2's header-list limit.
     max_header_list: u32,
-    /// HTTP/1's deadlines.
+    /// HTTP/1's deadlines; HTTP/2 uses the idle timeout too (`h2_idle`).
     timeouts: Timeouts,
-    /// HTTP/2's idle timeout (`h2_idle`).
-    idle_timeout: Duration,
 }
 
 impl ConnectionConfig {
@@ -89,7 +87,6 @@ impl ConnectionConfig {
                 idle: config.idle_timeout,
                 keepalive_grace: config.keepalive_grace,
             },
-            idle_timeout: config.idle_timeout,
             max_header_list: config.max_header_bytes.min(u32::MAX as usize) as u32,
             http1: h1,
             executor,
@@ -177,7 +174,7 @@ async fn serve_task<T>(
             // is much larger than an HTTP/1 one's, and held inline it
             // would make every connection task that size, HTTP/1 or not.
             let drain = cfg.app.shutdown.closing();
-            Box::pin(h2_idle::serve(conn, drain, &streams, cfg.idle_timeout)).await
+            Box::pin(h2_idle::serve(conn, drain, &streams, cfg.timeouts.idle)).await
         }
     };
     if let Err(e) = result {

@@ -103,12 +103,13 @@ impl Running {
                 _ = force.as_mut() => return Outcome::ForcedBySignal,
                 _ = &mut deadline => return Outcome::ForcedByDeadline,
                 Some(res) = conns.join_next() => {
-                    tally.conns_finished += usize::from(log_if_panicked(res));
-                    // Every other one that has finished too, without a
-                    // turn of this loop each: at a drain, thousands of
-                    // idle connections end at once.
-                    while let Some(res) = conns.try_join_next() {
+                    // This one, and every other one that has finished too,
+                    // without a turn of this loop each: at a drain,
+                    // thousands of idle connections end at once.
+                    let mut next = Some(res);
+                    while let Some(res) = next {
                         tally.conns_finished += usize::from(log_if_panicked(res));
+                        next = conns.try_join_next();
                     }
                 }
                 Some(res) = workers.join_next() => tally.worker(res),

@@ -153,28 +153,37 @@ async fn a_recently_used_connection_left_idle_closes_when_its_grace_ends() {
 #[tokio::test]
 async fn a_response_is_not_cut_by_a_reset_when_the_client_sent_more() {
     let server = TestServer::start(test_config()).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    // A small window: the response cannot all be sent before the close.
-    socket.set_recv_buffer_size(1024).unwrap();
-    let mut conn = socket.connect(server.addr).await.unwrap();
     // `/metrics` answers at once (a few KiB) and never reads the body: most
     // of it is still unread when the server closes.
     let body = vec![b'x'; 40_000];
-    let head = format!(
+    let mut sent = format!(
         "GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(&body).await.unwrap();
-    // Read only once the server has had time to close its side.
+    )
+    .into_bytes();
+    sent.extend(body);
+    whole_response_after_the_close(server.addr, &sent).await;
+    server.shutdown();
+    server.report_within(STOP).await;
+}
+
+/// Sends `sent` through a small receive window, reads only once the
+/// server has had time to close, and asserts that the one response came
+/// whole: no reset cut it.
+async fn whole_response_after_the_close(addr: std::net::SocketAddr, sent: &[u8]) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small window: the response cannot all be sent before the close.
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    conn.write_all(sent).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut got = Vec::new();
     let read = tokio::time::timeout(STOP, conn.read_to_end(&mut got)).await;
-    let mut reader = lameduck::testing::http1::ResponseReader::new();
+    let mut reader = ResponseReader::new();
     reader.feed(&got);
     reader.end();
     let res = reader
-        .next(lameduck::testing::http1::Method::Other)
+        .next(Method::Other)
         .expect("a well-formed response")
         .expect("a whole response head");
     assert_eq!(res.status, 200);
@@ -184,8 +193,6 @@ async fn a_response_is_not_cut_by_a_reset_when_the_client_sent_more() {
         res.body.len()
     );
     assert!(matches!(read, Ok(Ok(_))), "the read ended with {read:?}");
-    server.shutdown();
-    server.report_within(STOP).await;
 }
 
 /// A client that asked to close (`Connection: close`, no body) sends
@@ -225,30 +232,9 @@ async fn a_client_that_asked_to_close_is_not_waited_for() {
 #[tokio::test]
 async fn a_client_that_asked_to_close_but_sent_more_still_gets_its_whole_response() {
     let server = TestServer::start(test_config()).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    // A small window: the response cannot all be sent before the close.
-    socket.set_recv_buffer_size(1024).unwrap();
-    let mut conn = socket.connect(server.addr).await.unwrap();
     let mut sent = b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".to_vec();
     sent.extend(std::iter::repeat_n(b'x', 40_000));
-    conn.write_all(&sent).await.unwrap();
-    // Read only once the server has had time to close its side.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(STOP, conn.read_to_end(&mut got)).await;
-    let mut reader = lameduck::testing::http1::ResponseReader::new();
-    reader.feed(&got);
-    reader.end();
-    let res = reader
-        .next(lameduck::testing::http1::Method::Other)
-        .expect("a well-formed response")
-        .expect("a whole response head");
-    assert_eq!(res.status, 200);
-    assert!(
-        res.complete,
-        "the response was cut after {} bytes of body ({read:?})",
-        res.body.len()
-    );
+    whole_response_after_the_close(server.addr, &sent).await;
     server.shutdown();
     server.report_within(STOP).await;
 }
