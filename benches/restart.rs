@@ -29,7 +29,7 @@
 //! Rows are named hyper-style: `http1_sighup_keepalive_c32` is HTTP/1,
 //! SIGHUP upgrades, back-to-back keep-alive, 32 workers. Each row gives the
 //! failed requests per restart by class (see
-//! `lameduck::testing::load::Outcome`), the worst single restart, and the
+//! `lameduck::testing::load::Verdict`), the worst single restart, and the
 //! longest time between two successful responses of any workers.
 //!
 //! Everything targets loopback; every wait is bounded; the run ends by

@@ -311,7 +311,7 @@ pub struct Rolled {
 impl Rolled {
     /// Each restart's share of the record: from its SIGTERM to the next
     /// one's (the last one to the end of the load).
-    pub fn windows(&self) -> Vec<load::Tally> {
+    pub fn windows(&self) -> Vec<load::Counts> {
         let Some(record) = &self.record else {
             return Vec::new();
         };

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::health_checkers::HealthCheckers;
 use crate::metrics::Metrics;
-use crate::shutdown_state::ShutdownState;
+use crate::shutdown::ShutdownState;
+use crate::shutdown::health_checkers::HealthCheckers;
 use crate::store::Store;
 
 /// Shared application state. One `Arc<App>` per server; each connection's

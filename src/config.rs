@@ -39,7 +39,7 @@ pub struct Config {
     /// End the lame-duck phase once every health checker has been answered
     /// `503` this many times (plus a short margin); `drain_delay` stays the
     /// cap. 0: always wait the whole `drain_delay`. See
-    /// [`crate::health_checkers`].
+    /// [`crate::shutdown::health_checkers`].
     pub drain_checks: u32,
     /// How long the drain may take once the listener is closed. Go: the
     /// `context.WithTimeout(.., 15*time.Second)` passed to `Shutdown`.

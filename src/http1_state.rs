@@ -6,9 +6,9 @@
 //! lameduck each see one step, and each writes it here with one relaxed
 //! store:
 //!
-//! | step | who sees it | phase |
+//! | step | who sees it | activity |
 //! |---|---|---|
-//! | accepted | `connection::serve` | `Head`, since the accept |
+//! | accepted | `conn::serve` | `Head`, since the accept |
 //! | a head is complete | the service, when hyper calls it | `Busy` |
 //! | the response is written | the response body, when hyper drops it | `Idle` |
 //! | a byte of the next head | the IO (`conn_io`), on a read | `Head` |
@@ -16,7 +16,7 @@
 //! The times are taken lazily. A step only says *that* it happened;
 //! [`ConnState::now`], called by the connection's timer
 //! (`http1_deadlines`) after hyper has done all it can, reads the clock if
-//! the phase is new. A keep-alive request therefore costs one clock read
+//! the activity is new. A keep-alive request therefore costs one clock read
 //! (when it goes idle), and a head that arrives whole costs none: it is
 //! `Busy` again before anyone looks.
 //!
@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 /// What an HTTP/1 connection is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum Activity {
     /// Waiting for a request head of which a byte has come, or for the
     /// first head: the header timeout runs.
     Head,
@@ -52,13 +52,13 @@ pub enum Phase {
     Idle,
 }
 
-/// A connection's phase and when it began.
+/// A connection's activity and when it began.
 #[derive(Debug)]
 pub struct ConnState {
     accepted_at: Instant,
     /// The coarse clock at `accepted_at`.
     accepted_coarse: u64,
-    /// The phase in the top two bits; below them, when it began, in
+    /// The activity in the top two bits; below them, when it began, in
     /// nanoseconds after `accepted_at` on the coarse clock, or
     /// [`UNSTAMPED`] until someone asks. One word, so each step is one
     /// store.
@@ -72,7 +72,7 @@ const HEAD: u64 = 0;
 const BUSY: u64 = 1 << PHASE_SHIFT;
 const IDLE: u64 = 2 << PHASE_SHIFT;
 const PHASE_MASK: u64 = 3 << PHASE_SHIFT;
-/// The phase began, but nobody has read the clock for it yet.
+/// The activity began, but nobody has read the clock for it yet.
 const UNSTAMPED: u64 = !PHASE_MASK;
 
 /// The client asked to close after its request, and sent no body: no
@@ -127,20 +127,20 @@ impl ConnState {
         self.word.store(IDLE | UNSTAMPED, Relaxed);
     }
 
-    /// The phase and when it began, reading the clock if nobody has yet.
-    pub fn now(&self) -> (Phase, Instant) {
+    /// The activity and when it began, reading the clock if nobody has yet.
+    pub fn now(&self) -> (Activity, Instant) {
         let word = self.word.load(Relaxed);
-        let phase = match word & PHASE_MASK {
-            HEAD => Phase::Head,
-            BUSY => return (Phase::Busy, self.accepted_at),
-            _ => Phase::Idle,
+        let activity = match word & PHASE_MASK {
+            HEAD => Activity::Head,
+            BUSY => return (Activity::Busy, self.accepted_at),
+            _ => Activity::Idle,
         };
         let mut nanos = word & !PHASE_MASK;
         if nanos == UNSTAMPED {
             nanos = coarse_nanos().saturating_sub(self.accepted_coarse) & !PHASE_MASK;
             self.word.store((word & PHASE_MASK) | nanos, Relaxed);
         }
-        (phase, self.accepted_at + Duration::from_nanos(nanos))
+        (activity, self.accepted_at + Duration::from_nanos(nanos))
     }
 
     /// Whether closing after a response should linger (`lingering_close`).
@@ -191,30 +191,30 @@ mod tests {
     #[test]
     fn a_connection_goes_head_busy_idle_and_back_to_head_on_a_byte() {
         let state = ConnState::new(Instant::now());
-        let (phase, since) = state.now();
-        assert_eq!(phase, Phase::Head);
+        let (activity, since) = state.now();
+        assert_eq!(activity, Activity::Head);
         assert_eq!(since, state.accepted_at());
 
         state.bytes_arrived(); // more of the first head: still since accept
-        assert_eq!(state.now(), (Phase::Head, state.accepted_at()));
+        assert_eq!(state.now(), (Activity::Head, state.accepted_at()));
 
         state.request_started(false);
-        assert_eq!(state.now().0, Phase::Busy);
+        assert_eq!(state.now().0, Activity::Busy);
         state.bytes_arrived(); // a body: still busy
-        assert_eq!(state.now().0, Phase::Busy);
+        assert_eq!(state.now().0, Activity::Busy);
 
         drop(ResponseDone(state.clone()));
-        let (phase, idle_since) = state.now();
-        assert_eq!(phase, Phase::Idle);
+        let (activity, idle_since) = state.now();
+        assert_eq!(activity, Activity::Idle);
         assert!(idle_since >= state.accepted_at());
         // Asked again: the same stamp, not a new clock read.
-        assert_eq!(state.now(), (Phase::Idle, idle_since));
+        assert_eq!(state.now(), (Activity::Idle, idle_since));
 
         // Longer than a tick of the coarse clock.
         std::thread::sleep(Duration::from_millis(20));
         state.bytes_arrived();
-        let (phase, head_since) = state.now();
-        assert_eq!(phase, Phase::Head);
+        let (activity, head_since) = state.now();
+        assert_eq!(activity, Activity::Head);
         assert!(head_since > idle_since);
         assert!(state.lingers() && !state.client_closes());
     }

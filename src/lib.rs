@@ -85,46 +85,31 @@
 //! Modules shown without a link are internal: they are the server's
 //! machinery, read in the source rather than used from outside.
 
-mod accept_errors;
-mod accept_loop;
 mod app;
 pub mod cleaner;
 pub mod cli;
-pub mod config;
-mod conn_io;
-mod conn_limit;
-mod connection;
-mod drain;
-mod executor;
+mod config;
+mod conn;
 #[cfg(feature = "test-harness")]
 pub mod fuzzing;
-mod h2_idle;
-pub mod health_checkers;
-pub mod hooks;
-mod http1_deadlines;
 mod http1_state;
-mod keepalive_grace;
-mod lingering_close;
-pub mod listener;
 mod metrics;
-pub mod notify;
-mod phase;
-pub mod report;
-pub mod server;
+pub mod process;
+mod server;
 mod service;
-pub mod shutdown_state;
-pub mod signals;
+mod shutdown;
 pub mod store;
 #[cfg(feature = "test-harness")]
 pub mod testing;
 pub mod upgrade;
-mod write_stall;
 
 pub use app::App;
 pub use config::Config;
-pub use hooks::HookResult;
 pub use metrics::Metrics;
-pub use phase::Phase;
-pub use report::{LameDuckEnd, Outcome, ShutdownReport, Stop};
 pub use server::Server;
-pub use shutdown_state::ShutdownState;
+pub use server::hooks::HookResult;
+pub use server::report::{LameDuckEnd, Outcome, ShutdownReport};
+pub use shutdown::ShutdownState;
+pub use shutdown::health_checkers;
+pub use shutdown::phase::Phase;
+pub use shutdown::stop::Stop;

@@ -12,9 +12,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use lameduck::cli::Cli;
-use lameduck::notify::Notifier;
+use lameduck::process::notify::Notifier;
+use lameduck::process::{listener, signals};
 use lameduck::upgrade::{Origin, ReadySignal, Upgrader};
-use lameduck::{Server, listener, signals, store};
+use lameduck::{Server, store};
 use tracing::{info, warn};
 
 fn main() -> ExitCode {
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
         );
 
         // Ready. A new process of an upgrade tells the old one, which tells
-        // the service manager on its behalf (see lameduck::notify); any
+        // the service manager on its behalf (see lameduck::process::notify); any
         // other process tells the service manager itself.
         match parent {
             // If the old process is gone (it gave up on us, or died), serve

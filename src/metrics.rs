@@ -18,7 +18,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
-use crate::phase::Phase;
+use crate::shutdown::phase::Phase;
 use crate::store::StoreCounters;
 
 /// Every counter the server keeps. Shared through [`crate::app::App`].

@@ -427,8 +427,8 @@ async fn a_restarted_server_can_bind_its_port_while_old_connections_linger() {
     server.shutdown();
     server.report_within(STOP).await;
 
-    let again =
-        lameduck::listener::bind(addr, 16).expect("rebinding the port right after a shutdown");
+    let again = lameduck::process::listener::bind(addr, 16)
+        .expect("rebinding the port right after a shutdown");
     assert_eq!(again.local_addr().unwrap(), addr);
 }
 
@@ -441,7 +441,7 @@ async fn an_upgrade_stop_skips_the_drain_delay_and_is_named_in_the_report() {
         drain_delay: Duration::from_secs(30),
         ..test_config()
     });
-    let listener = lameduck::listener::bind(test_config().addr, 16).expect("bind");
+    let listener = lameduck::process::listener::bind(test_config().addr, 16).expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<Stop>();
     let run = tokio::spawn(server.run(

@@ -4,7 +4,7 @@
 //!   default configuration (connection limit, header/idle/request
 //!   timeouts, write-stall limit, keep-alive grace, lingering close,
 //!   metrics, the background cleaner), bound with
-//!   [`lameduck::listener::bind`] and driven by [`lameduck::Server::run`].
+//!   [`lameduck::process::listener::bind`] and driven by [`lameduck::Server::run`].
 //! * **B** is the smallest honest hyper 1.x server: accept, spawn a task
 //!   per connection, serve HTTP/1 with the same `/healthz` body. No
 //!   tracking, no limits, no timers, no shutdown.
@@ -54,7 +54,7 @@ pub fn config_a() -> Config {
 impl ServerA {
     /// Binds and starts `run` on the current runtime.
     pub fn start(config: Config) -> std::io::Result<ServerA> {
-        let listener = lameduck::listener::bind(config.addr, config.backlog)?;
+        let listener = lameduck::process::listener::bind(config.addr, config.backlog)?;
         let addr = listener.local_addr()?;
         let server = Server::new(config);
         let app = server.app().clone();

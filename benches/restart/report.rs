@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use ::lameduck::testing::load::{Outcome, Tally};
+use ::lameduck::testing::load::{Counts, Verdict};
 use serde::Serialize;
 
 /// Everything one run measured.
@@ -67,8 +67,8 @@ impl Row {
         method: &str,
         load: &str,
         workers: usize,
-        total: &Tally,
-        per_restart: Vec<(Tally, RestartFigure)>,
+        total: &Counts,
+        per_restart: Vec<(Counts, RestartFigure)>,
         error: Option<String>,
     ) -> Row {
         let restarts = per_restart.len();
@@ -80,11 +80,11 @@ impl Row {
             restarts,
             ok: total.ok,
             failed,
-            refused: total.count(Outcome::Refused),
-            reset: total.count(Outcome::Reset),
-            broken: total.count(Outcome::Broken),
-            non_2xx: total.count(Outcome::Non2xx),
-            timeout: total.count(Outcome::Timeout),
+            refused: total.count(Verdict::Refused),
+            reset: total.count(Verdict::Reset),
+            broken: total.count(Verdict::Broken),
+            non_2xx: total.count(Verdict::Non2xx),
+            timeout: total.count(Verdict::Timeout),
             failed_per_restart: failed as f64 / restarts.max(1) as f64,
             worst_restart: per_restart
                 .iter()

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use ::lameduck::testing::load::{Outcome, Tally};
+use ::lameduck::testing::load::{Counts, Verdict};
 use serde::Serialize;
 
 use super::fleet::Restart;
@@ -115,7 +115,7 @@ pub struct RestartFigure {
 }
 
 impl RestartFigure {
-    pub fn new(restart: &Restart, window: &Tally) -> RestartFigure {
+    pub fn new(restart: &Restart, window: &Counts) -> RestartFigure {
         let stopped = &restart.stopped;
         RestartFigure {
             instance: restart.instance,
@@ -135,7 +135,7 @@ impl Row {
     pub fn new(
         name: String,
         flags: &[String],
-        total: &Tally,
+        total: &Counts,
         per_restart: Vec<RestartFigure>,
         error: Option<String>,
     ) -> Row {
@@ -158,11 +158,11 @@ impl Row {
             restarts,
             ok: total.ok,
             failed,
-            refused: total.count(Outcome::Refused),
-            reset: total.count(Outcome::Reset),
-            broken: total.count(Outcome::Broken),
-            non_2xx: total.count(Outcome::Non2xx),
-            timeout: total.count(Outcome::Timeout),
+            refused: total.count(Verdict::Refused),
+            reset: total.count(Verdict::Reset),
+            broken: total.count(Verdict::Broken),
+            non_2xx: total.count(Verdict::Non2xx),
+            timeout: total.count(Verdict::Timeout),
             failed_per_restart: failed as f64 / restarts.max(1) as f64,
             worst_restart: per_restart.iter().map(|r| r.failed).max().unwrap_or(0),
             exit_ms: Spread::of(&all(|r| Some(r.exit_ms))),

@@ -3,7 +3,7 @@
 //!
 //! The input is decoded with [`arbitrary`] into up to [`MAX_CALLS`]
 //! [`Call`]s. Each call is one HTTP/1.1 request on its own in-memory
-//! connection, served by the real `connection::serve` and service over a
+//! connection, served by the real `conn::serve` and service over a
 //! [`MemoryStore`]. The model is a map of the items the server has
 //! acknowledged (201) and not yet deleted (204); the checks are:
 //!
@@ -25,8 +25,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{fuzz_config, read_responses, run_paused};
 use crate::app::App;
-use crate::connection::{self, ConnectionConfig};
-use crate::executor::StreamExecutor;
+use crate::conn::executor::StreamExecutor;
+use crate::conn::{self, ConnectionConfig};
 use crate::store::MemoryStore;
 use crate::testing::http1::Response;
 
@@ -106,12 +106,7 @@ impl Api {
     /// One request, `Connection: close`; returns the one response.
     async fn call(&self, method: &str, target: &str, body: &[u8]) -> Response {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let conn = tokio::spawn(connection::serve(
-            server,
-            Instant::now(),
-            None,
-            self.cfg.clone(),
-        ));
+        let conn = tokio::spawn(conn::serve(server, Instant::now(), None, self.cfg.clone()));
         let head = format!(
             "{method} {target} HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",

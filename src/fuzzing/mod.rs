@@ -8,7 +8,7 @@
 //!
 //! | target | drives | invariants |
 //! |---|---|---|
-//! | [`http1_connection`] | `connection::serve` over a [`MockIo`] | no panic; the connection ends; the output is a sequence of HTTP/1 responses; after the shutdown signal every response says `Connection: close` |
+//! | [`http1_connection`] | `conn::serve` over a [`MockIo`] | no panic; the connection ends; the output is a sequence of HTTP/1 responses; after the shutdown signal every response says `Connection: close` |
 //! | [`h2_connection`] | the same, with the HTTP/2 preface sent first | no panic; the connection and its streams end; the output is whole frames starting with SETTINGS; after the shutdown signal a GOAWAY is sent |
 //! | [`api_requests`] | create/list/get/delete calls from [`arbitrary`] input | every status is documented, every JSON body parses, every acknowledged create is in the next list |
 //!
@@ -34,8 +34,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::connection::{self, ConnectionConfig};
-use crate::executor::StreamExecutor;
+use crate::conn::executor::StreamExecutor;
+use crate::conn::{self, ConnectionConfig};
 use crate::store::MemoryStore;
 use crate::testing::http1::{Framing, Method, Response, ResponseReader};
 
@@ -181,7 +181,7 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         // for this one connection what the server's drain does for all of
         // them, through the same call (`ShutdownState::begin_drain`).
         let io = MockIo::new(client, script, shared.clone());
-        let mut conn = std::pin::pin!(connection::serve(io, Instant::now(), None, cfg));
+        let mut conn = std::pin::pin!(conn::serve(io, Instant::now(), None, cfg));
         let conn = std::future::poll_fn(|cx| {
             let mut wire = shared.lock().unwrap();
             if wire.shutdown_requested && wire.shutdown_at.is_none() {

@@ -13,7 +13,7 @@ use crate::app::App;
 /// Readiness: 200 `ok` while running, 503 `shutting down` from the first
 /// signal on, so load balancers stop routing here while we still serve.
 /// With `--drain-checks`, each probe is counted for `peer` (see
-/// [`crate::health_checkers`]).
+/// [`crate::shutdown::health_checkers`]).
 pub fn healthz(app: &App, peer: Option<&SocketAddr>) -> Response<Body> {
     let failing = app.shutdown.is_shutting_down();
     if let Some(peer) = peer {

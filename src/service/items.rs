@@ -173,7 +173,7 @@ pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
 /// The write gets the shutdown's abandon token, never a request token:
 /// only a forced shutdown makes it roll back.
 ///
-/// [`ShutdownState::spawn_write`]: crate::shutdown_state::ShutdownState::spawn_write
+/// [`ShutdownState::spawn_write`]: crate::shutdown::ShutdownState::spawn_write
 fn tracked_write<T, F, Fut>(
     app: &Arc<App>,
     write: F,

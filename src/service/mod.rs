@@ -85,7 +85,7 @@ pub struct Service<'a> {
     /// The peer, for the access log and for counting health checkers;
     /// `None` when neither is on, which is what keeps them free then.
     peer: Option<Box<SocketAddr>>,
-    /// An HTTP/1 connection's phase, which each request moves (see
+    /// An HTTP/1 connection's activity, which each request moves (see
     /// `http1_state`); `None` for HTTP/2.
     conn: Option<Arc<ConnState>>,
 }

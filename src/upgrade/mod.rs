@@ -27,7 +27,7 @@
 //! Both processes share the SQLite file during the handover; the store is
 //! in WAL mode for exactly that ([`crate::store`]).
 //!
-//! The service manager is told along the way ([`crate::notify`]).
+//! The service manager is told along the way ([`crate::process::notify`]).
 
 mod ready;
 mod start;
@@ -43,9 +43,9 @@ use tracing::{info, warn};
 pub use ready::{READY_FD, READY_FD_VAR, ReadySignal};
 pub use start::{LISTEN_FD, Origin};
 
-use crate::notify::Notifier;
-use crate::report::Stop;
-use crate::signals::UpgradeRequests;
+use crate::process::notify::Notifier;
+use crate::process::signals::UpgradeRequests;
+use crate::shutdown::stop::Stop;
 
 /// How long a new process that failed is given to exit after SIGTERM
 /// before it gets SIGKILL. SIGTERM first because a new process that

@@ -18,7 +18,7 @@ pub mod storage;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lameduck::signals::Triggers;
+use lameduck::process::signals::Triggers;
 use lameduck::{App, Config, Server, ShutdownReport};
 use tokio::task::JoinHandle;
 
@@ -52,7 +52,8 @@ impl TestServer {
     /// Starts a server the test has already configured (hooks, workers).
     pub async fn start_server(server: Server) -> TestServer {
         let config = server.app().config.clone();
-        let listener = lameduck::listener::bind(config.addr, config.backlog).expect("bind");
+        let listener =
+            lameduck::process::listener::bind(config.addr, config.backlog).expect("bind");
         let addr = listener.local_addr().unwrap();
         let app = server.app().clone();
         let triggers = Triggers::default();

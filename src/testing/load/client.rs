@@ -22,8 +22,8 @@
 //! | an error | the server reset it | opens a new connection |
 //!
 //! A close still on its way when the peek is made is not seen: then the
-//! request is written and fails as [`Outcome::Reset`] or
-//! [`Outcome::Broken`], and counts. That window is what a server's
+//! request is written and fails as [`Verdict::Reset`] or
+//! [`Verdict::Broken`], and counts. That window is what a server's
 //! keep-alive handling has to close.
 
 use std::io;
@@ -36,7 +36,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::Outcome;
+use super::Verdict;
 use crate::testing::http1::{Method, Response, ResponseReader};
 
 /// A worker's connection, if it has one, and its response reader.
@@ -50,7 +50,7 @@ pub(super) struct Client {
 
 /// One request's result.
 pub(super) struct Exchange {
-    pub outcome: Outcome,
+    pub outcome: Verdict,
     /// The response, when a complete one arrived.
     pub response: Option<Response>,
 }
@@ -77,12 +77,12 @@ impl Client {
             Some(conn) => conn,
             None => match self.connect().await {
                 Ok(conn) => conn,
-                Err(e) => return failed(Outcome::of_connect(&e)),
+                Err(e) => return failed(Verdict::of_connect(&e)),
             },
         };
         let mut conn = conn;
         if let Err(e) = step(self.step_timeout, conn.write_all(request)).await {
-            return failed(Outcome::of_write(&e));
+            return failed(Verdict::of_write(&e));
         }
         let response = loop {
             match step(
@@ -94,10 +94,10 @@ impl Client {
                 Ok(Some(r)) if r.is_interim() => continue,
                 Ok(Some(r)) if r.complete => break r,
                 // EOF with no response, or with part of one.
-                Ok(_) => return failed(Outcome::Broken),
+                Ok(_) => return failed(Verdict::Broken),
                 Err(e) => {
                     let got_bytes = !self.reader.leftover().is_empty();
-                    return failed(Outcome::of_read(&e, got_bytes));
+                    return failed(Verdict::of_read(&e, got_bytes));
                 }
             }
         };
@@ -109,7 +109,7 @@ impl Client {
             self.conn = Some(conn);
         }
         Exchange {
-            outcome: Outcome::of_status(response.status),
+            outcome: Verdict::of_status(response.status),
             response: Some(response),
         }
     }
@@ -148,7 +148,7 @@ async fn step<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>) -> i
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
-fn failed(outcome: Outcome) -> Exchange {
+fn failed(outcome: Verdict) -> Exchange {
     Exchange {
         outcome,
         response: None,

@@ -11,7 +11,7 @@
 //!   deadline passes or the stop token is cancelled.
 //! - `client`: one worker's connection, the check made before reusing it,
 //!   and one request on it.
-//! - [`Outcome`]: what became of one request (ok, refused, reset, broken,
+//! - [`Verdict`]: what became of one request (ok, refused, reset, broken,
 //!   non-2xx, timeout), decided in one place.
 //! - [`Record`]: every request with the time it ended, the acknowledged
 //!   creates, and the questions a caller asks afterwards: failures by
@@ -45,10 +45,10 @@
 //! whichever comes first.
 
 mod client;
-mod outcome;
 mod record;
 #[cfg(test)]
 mod tests;
+mod verdict;
 mod worker;
 
 use std::net::SocketAddr;
@@ -59,8 +59,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use outcome::Outcome;
-pub use record::{Acked, Record, Tally};
+pub use record::{Acked, Counts, Record};
+pub use verdict::Verdict;
 
 /// The pause between two requests of a [`Load::Think`] worker: a client
 /// that does something with each answer before asking again, so its
@@ -115,7 +115,7 @@ pub struct Plan {
     /// The deadline: no request starts after this long.
     pub run_for: Duration,
     /// Bound on each connect, each request write and each response; past
-    /// it the request is a [`Outcome::Timeout`].
+    /// it the request is a [`Verdict::Timeout`].
     pub step_timeout: Duration,
     /// How long a worker waits after a failed request before its next one,
     /// as a client with retries would. Without it a worker facing a closed

@@ -1,7 +1,7 @@
 //! What the workers saw, and the questions asked of it afterwards.
 //!
 //! Every request is kept as the time it ended (counted from the start of
-//! the run) and its [`Outcome`], so a caller can cut the run any way it
+//! the run) and its [`Verdict`], so a caller can cut the run any way it
 //! likes: per restart with [`Record::window`], per time slice with
 //! [`Record::slices`], the whole run with [`Record::total`]. A minute of
 //! back-to-back load is a few hundred thousand events of 24 bytes.
@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::Outcome;
+use super::Verdict;
 
 /// One request, when it ended.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Event {
     pub at: Duration,
-    pub outcome: Outcome,
+    pub outcome: Verdict,
 }
 
 /// One worker's requests, in order, and its acknowledged creates.
@@ -37,7 +37,7 @@ pub struct Acked {
 
 /// Requests counted by outcome, and the longest gap between successes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally {
+pub struct Counts {
     pub ok: u64,
     pub refused: u64,
     pub reset: u64,
@@ -49,32 +49,32 @@ pub struct Tally {
     pub longest_gap: Duration,
 }
 
-impl Tally {
-    /// Every request that was not [`Outcome::Ok`].
+impl Counts {
+    /// Every request that was not [`Verdict::Ok`].
     pub fn failed(&self) -> u64 {
-        Outcome::FAILURES.iter().map(|&o| self.count(o)).sum()
+        Verdict::FAILURES.iter().map(|&o| self.count(o)).sum()
     }
 
     /// Requests that ended as `outcome`.
-    pub fn count(&self, outcome: Outcome) -> u64 {
+    pub fn count(&self, outcome: Verdict) -> u64 {
         match outcome {
-            Outcome::Ok => self.ok,
-            Outcome::Refused => self.refused,
-            Outcome::Reset => self.reset,
-            Outcome::Broken => self.broken,
-            Outcome::Non2xx => self.non_2xx,
-            Outcome::Timeout => self.timeout,
+            Verdict::Ok => self.ok,
+            Verdict::Refused => self.refused,
+            Verdict::Reset => self.reset,
+            Verdict::Broken => self.broken,
+            Verdict::Non2xx => self.non_2xx,
+            Verdict::Timeout => self.timeout,
         }
     }
 
-    fn add(&mut self, outcome: Outcome) {
+    fn add(&mut self, outcome: Verdict) {
         *match outcome {
-            Outcome::Ok => &mut self.ok,
-            Outcome::Refused => &mut self.refused,
-            Outcome::Reset => &mut self.reset,
-            Outcome::Broken => &mut self.broken,
-            Outcome::Non2xx => &mut self.non_2xx,
-            Outcome::Timeout => &mut self.timeout,
+            Verdict::Ok => &mut self.ok,
+            Verdict::Refused => &mut self.refused,
+            Verdict::Reset => &mut self.reset,
+            Verdict::Broken => &mut self.broken,
+            Verdict::Non2xx => &mut self.non_2xx,
+            Verdict::Timeout => &mut self.timeout,
         } += 1;
     }
 }
@@ -106,7 +106,7 @@ impl Record {
         events.sort_by_key(|e| e.at);
         let successes = events
             .iter()
-            .filter(|e| e.outcome == Outcome::Ok)
+            .filter(|e| e.outcome == Verdict::Ok)
             .map(|e| e.at)
             .collect();
         Record {
@@ -119,7 +119,7 @@ impl Record {
     }
 
     /// The whole run.
-    pub fn total(&self) -> Tally {
+    pub fn total(&self) -> Counts {
         self.tally(Duration::ZERO, self.length)
     }
 
@@ -129,13 +129,13 @@ impl Record {
     /// closes a last gap (a server that never came back shows as a gap to
     /// the end); its start does not open one (the first connects are not a
     /// gap in service).
-    pub fn window(&self, from: Instant, to: Instant) -> Tally {
+    pub fn window(&self, from: Instant, to: Instant) -> Counts {
         let since = |t: Instant| t.saturating_duration_since(self.started);
         self.tally(since(from), since(to))
     }
 
     /// The run cut into slices of `width`, in order.
-    pub fn slices(&self, width: Duration) -> Vec<Tally> {
+    pub fn slices(&self, width: Duration) -> Vec<Counts> {
         assert!(!width.is_zero(), "slices need a width");
         let n = self.length.as_nanos().div_ceil(width.as_nanos()).max(1);
         (0..n as u32)
@@ -144,16 +144,16 @@ impl Record {
     }
 
     /// The failures, as (time since the start, outcome): for messages.
-    pub fn failures(&self) -> impl Iterator<Item = (Duration, Outcome)> + '_ {
+    pub fn failures(&self) -> impl Iterator<Item = (Duration, Verdict)> + '_ {
         self.events
             .iter()
-            .filter(|e| e.outcome != Outcome::Ok)
+            .filter(|e| e.outcome != Verdict::Ok)
             .map(|e| (e.at, e.outcome))
     }
 
-    fn tally(&self, from: Duration, to: Duration) -> Tally {
+    fn tally(&self, from: Duration, to: Duration) -> Counts {
         let first = self.events.partition_point(|e| e.at < from);
-        let mut tally = Tally::default();
+        let mut tally = Counts::default();
         for e in self.events[first..].iter().take_while(|e| e.at < to) {
             tally.add(e.outcome);
         }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
 use super::record::{Event, WorkerLog};
-use super::{Load, Outcome, Plan, Record};
+use super::{Load, Plan, Record, Verdict};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -18,7 +18,7 @@ fn ms(n: u64) -> Duration {
 
 /// A record of one worker whose requests ended at `events` (ms, outcome),
 /// over a run of `length_ms`.
-fn record(events: &[(u64, Outcome)], length_ms: u64) -> Record {
+fn record(events: &[(u64, Verdict)], length_ms: u64) -> Record {
     let started = Instant::now();
     let log = WorkerLog {
         events: events
@@ -40,11 +40,11 @@ fn record(events: &[(u64, Outcome)], length_ms: u64) -> Record {
 fn gap_spans_failures_and_reaches_outside_the_window() {
     let r = record(
         &[
-            (10, Outcome::Ok),
-            (20, Outcome::Ok),
-            (25, Outcome::Refused),
-            (60, Outcome::Ok),
-            (62, Outcome::Ok),
+            (10, Verdict::Ok),
+            (20, Verdict::Ok),
+            (25, Verdict::Refused),
+            (60, Verdict::Ok),
+            (62, Verdict::Ok),
         ],
         70,
     );
@@ -63,7 +63,7 @@ fn gap_spans_failures_and_reaches_outside_the_window() {
 /// run; the start of the run is not a gap.
 #[test]
 fn gap_runs_to_the_end_but_not_from_the_start() {
-    let r = record(&[(30, Outcome::Ok), (31, Outcome::Ok)], 100);
+    let r = record(&[(30, Verdict::Ok), (31, Verdict::Ok)], 100);
     assert_eq!(r.total().longest_gap, ms(69));
     let slices = r.slices(ms(50));
     assert_eq!(slices.len(), 2);
@@ -80,11 +80,11 @@ async fn a_connection_closed_between_requests_is_reopened_not_counted() {
     let mut client = Client::new(addr, Duration::from_secs(5));
     let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     let (first, _) = tokio::join!(client.request(request), answer_once_and_close(&listener));
-    assert_eq!(first.outcome, Outcome::Ok);
+    assert_eq!(first.outcome, Verdict::Ok);
     // The server has closed (its task returned after the close); on
     // loopback the FIN is in the client's socket by now.
     let (second, _) = tokio::join!(client.request(request), answer_once_and_close(&listener));
-    assert_eq!(second.outcome, Outcome::Ok);
+    assert_eq!(second.outcome, Verdict::Ok);
 }
 
 /// Accepts one connection, answers one request keep-alive, then closes it.
@@ -115,7 +115,7 @@ async fn a_close_that_crosses_the_request_is_a_failure() {
     let mut client = Client::new(addr, Duration::from_secs(5));
     let exchange = client.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(
-        matches!(exchange.outcome, Outcome::Broken | Outcome::Reset),
+        matches!(exchange.outcome, Verdict::Broken | Verdict::Reset),
         "{:?}",
         exchange.outcome
     );

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Exchange};
 use super::record::{Acked, Event, WorkerLog};
-use super::{Load, Outcome, Plan, THINK_TIME, Work};
+use super::{Load, Plan, THINK_TIME, Verdict, Work};
 
 /// Runs one worker; `id` makes its item names unique in the run.
 pub(super) async fn run(
@@ -39,7 +39,7 @@ pub(super) async fn run(
         if let Some(acked) = acknowledged(plan.work, &exchange, name) {
             log.acked.push(acked);
         }
-        let pause = if exchange.outcome != Outcome::Ok {
+        let pause = if exchange.outcome != Verdict::Ok {
             plan.retry_pause
         } else if plan.load == Load::Think {
             THINK_TIME

@@ -18,6 +18,15 @@
 //! released however the task ends — finished, errored, or aborted at the
 //! deadline.
 
+pub(crate) mod executor;
+pub(crate) mod h2_idle;
+pub(crate) mod http1_deadlines;
+pub(crate) mod io;
+pub(crate) mod keepalive_grace;
+pub(crate) mod limit;
+pub(crate) mod lingering_close;
+pub(crate) mod write_stall;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,18 +37,17 @@ use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::task::JoinError;
-use tracing::{debug, error};
+use tracing::debug;
 
 use crate::app::App;
-use crate::conn_io::ConnIo;
-use crate::conn_limit::ConnLimit;
-use crate::executor::StreamExecutor;
-use crate::h2_idle::{self, StreamCount};
-use crate::http1_deadlines::{Http1Deadlines, Timeouts};
+use crate::conn::executor::StreamExecutor;
+use crate::conn::h2_idle::StreamCount;
+use crate::conn::http1_deadlines::{Http1Deadlines, Timeouts};
+use crate::conn::io::ConnIo;
+use crate::conn::limit::ConnLimit;
+use crate::conn::write_stall::WriteStall;
 use crate::http1_state::ConnState;
 use crate::service::{self, Service};
-use crate::write_stall::WriteStall;
 
 /// The client preface every HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -284,17 +292,5 @@ impl Drop for OpenConnection<'_> {
         let cfg = self.0;
         cfg.app.metrics.connections_closed.fetch_add(1, SeqCst);
         cfg.limit.released();
-    }
-}
-
-/// Logs a connection task that panicked. Returns true if it ended normally.
-pub(crate) fn log_if_panicked(res: Result<(), JoinError>) -> bool {
-    match res {
-        Ok(()) => true,
-        Err(e) if e.is_panic() => {
-            error!(error = %e, "connection task panicked");
-            false
-        }
-        Err(_) => false,
     }
 }

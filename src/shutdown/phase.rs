@@ -8,7 +8,7 @@
 //!
 //! [`PhaseCell`] is the Rust form of the article's `shuttingDown atomic.Bool`:
 //! `/healthz` reads it on every request, so it is a single relaxed atomic
-//! load, never a lock. It is private to [`crate::shutdown_state`], which
+//! load, never a lock. It is private to [`crate::shutdown`], which
 //! owns the phase together with the shutdown's tokens.
 
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -34,11 +34,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::http1_state::Phase;
+use crate::http1_state::Activity;
 
-/// In the drain: when to close a connection that is in `phase` since
+/// In the drain: when to close a connection that is in `activity` since
 /// `since`, if it is idle. `None` while it is busy or reading a head: its
 /// response will carry `Connection: close`.
-pub fn close_at(phase: Phase, since: Instant, grace: Duration) -> Option<Instant> {
-    (phase == Phase::Idle).then(|| since + grace)
+pub fn close_at(activity: Activity, since: Instant, grace: Duration) -> Option<Instant> {
+    (activity == Activity::Idle).then(|| since + grace)
 }

@@ -19,7 +19,15 @@
 //! 7. **Report** — one log line, and the [`ShutdownReport`] returned.
 //!
 //! The triggers are parameters, so tests drive `run` with tokens they
-//! cancel themselves; only [`crate::signals`] knows about SIGTERM.
+//! cancel themselves; only [`crate::process::signals`] knows about SIGTERM.
+
+pub(crate) mod accept_errors;
+pub(crate) mod accept_loop;
+pub(crate) mod drain;
+pub(crate) mod hooks;
+pub(crate) mod report;
+pub(crate) mod tally;
+pub(crate) mod timeline;
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -31,14 +39,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::accept_loop::Acceptor;
 use crate::app::App;
 use crate::cleaner;
 use crate::config::Config;
-use crate::health_checkers::{DECISION_MARGIN, HealthCheckers};
-use crate::hooks::{HookResult, ShutdownHooks};
-use crate::phase::Phase;
-use crate::report::{LameDuckEnd, Outcome, ShutdownReport, Stop, Timeline};
+use crate::server::accept_loop::Acceptor;
+use crate::server::hooks::{HookResult, ShutdownHooks};
+use crate::server::report::{LameDuckEnd, Outcome, ShutdownReport};
+use crate::server::timeline::Timeline;
+use crate::shutdown::health_checkers::{DECISION_MARGIN, HealthCheckers};
+use crate::shutdown::phase::Phase;
+use crate::shutdown::stop::Stop;
 use crate::store::{MemoryStore, Store};
 
 type Worker = Box<dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -69,7 +79,7 @@ impl Server {
             hooks: ShutdownHooks::default(),
             workers: Vec::new(),
         };
-        server.spawn_worker("cleaner", move |cancel| cleaner::run(app, every, cancel));
+        server.add_worker("cleaner", move |cancel| cleaner::run(app, every, cancel));
         server
     }
 
@@ -79,7 +89,7 @@ impl Server {
     }
 
     /// Registers a callback for the first signal: Go's `RegisterOnShutdown`.
-    /// See [`crate::hooks`] for why it is not awaited.
+    /// See [`crate::server::hooks`] for why it is not awaited.
     pub fn on_shutdown(
         &mut self,
         name: &'static str,
@@ -90,7 +100,7 @@ impl Server {
 
     /// Adds a background worker, started by `run`. It must return soon
     /// after its token is cancelled.
-    pub fn spawn_worker<F, Fut>(&mut self, name: &'static str, worker: F)
+    pub fn add_worker<F, Fut>(&mut self, name: &'static str, worker: F)
     where
         F: FnOnce(CancellationToken) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -125,35 +135,46 @@ impl Server {
         let cause: Stop = acceptor.accept_until(shutdown).await.into();
 
         // ── 2. Lame duck ─────────────────────────────────────────────────
-        // After an upgrade the new process already serves the same socket,
-        // so there is nobody to steer away: no delay.
-        let drain_delay = match cause {
-            Stop::Signal => config.drain_delay,
-            Stop::Upgrade { .. } => Duration::ZERO,
-        };
         // The checkers to wait for are fixed before `/healthz` fails, so no
         // failed check goes uncounted.
         let checkers = app.checkers.begin_lame_duck();
-        timeline.lame_duck_begins(hooks.fire());
-        info!(
-            phase = Phase::LameDuck.name(),
-            cause = cause.name(),
-            conns = acceptor.connections(),
-            drain_delay_ms = drain_delay.as_millis() as u64,
-            drain_checks = config.drain_checks,
-            checkers,
-            hooks = timeline.hooks_fired(),
-            "shutdown phase"
-        );
-        let ended = acceptor
-            .accept_until(lame_duck_over(drain_delay, &app.checkers, &mut force))
-            .await;
+        // The phase flips first: from here `/healthz` answers 503, and a
+        // hook that asks the server where it is sees the lame duck.
+        app.shutdown.enter_lame_duck();
+        timeline.lame_duck_begins();
+        // Then the hooks are told, and not awaited (see `hooks`).
+        timeline.hooks_fired(hooks.fire());
+        let ended = match cause {
+            Stop::Signal => {
+                info!(
+                    phase = Phase::LameDuck.name(),
+                    cause = cause.name(),
+                    conns = acceptor.connections(),
+                    drain_delay_ms = config.drain_delay.as_millis() as u64,
+                    drain_checks = config.drain_checks,
+                    checkers,
+                    hooks = timeline.hooks(),
+                    "shutdown phase"
+                );
+                acceptor
+                    .accept_until(lame_duck_over(
+                        config.drain_delay,
+                        &app.checkers,
+                        &mut force,
+                    ))
+                    .await
+            }
+            // After an upgrade the new process already serves the same
+            // socket, so there is nobody to steer away: no lame-duck
+            // phase, and no line that would say there was one.
+            Stop::Upgrade { .. } => LameDuckEnd::Upgrade,
+        };
         let cut_short = ended == LameDuckEnd::SecondSignal;
 
         // ── 3. Stop accepting ────────────────────────────────────────────
         // The listener is closed: new connections are refused.
-        let mut running = acceptor.stop(workers);
-        timeline.drain_begins(running.conns.len(), ended);
+        let mut in_flight = acceptor.stop(workers);
+        timeline.drain_begins(in_flight.conns.len(), ended);
 
         // ── 4. Drain ─────────────────────────────────────────────────────
         let outcome = if cut_short {
@@ -164,18 +185,18 @@ impl Server {
                 phase = Phase::Draining.name(),
                 lame_duck_end = ended.name(),
                 lame_duck_ms = timeline.lame_duck().as_millis() as u64,
-                conns = running.conns.len(),
+                conns = in_flight.conns.len(),
                 timeout_ms = config.shutdown_timeout.as_millis() as u64,
                 "shutdown phase"
             );
             let deadline = timeline.drain_started_at() + config.shutdown_timeout;
-            running.drain(deadline, &mut force).await
+            in_flight.drain(deadline, &mut force).await
         };
 
         // ── 5. Force ─────────────────────────────────────────────────────
         timeline.drain_ends();
         if outcome != Outcome::Drained {
-            running.force(&app, outcome, &mut force).await;
+            in_flight.force(&app, outcome, &mut force).await;
         }
 
         // ── 6. Close the store ───────────────────────────────────────────
@@ -190,7 +211,7 @@ impl Server {
 
         // ── 7. Report ────────────────────────────────────────────────────
         app.shutdown.stopped();
-        let report = timeline.report(cause, outcome, &running.tally);
+        let report = timeline.report(cause, outcome, &in_flight.tally);
         report.log();
         report
     }
@@ -201,7 +222,7 @@ impl Server {
 fn start_workers(app: &App, workers: Vec<(&'static str, Worker)>) -> JoinSet<&'static str> {
     let mut set = JoinSet::new();
     for (name, worker) in workers {
-        let fut = worker(app.shutdown.worker_token());
+        let fut = worker(app.shutdown.closing_token());
         set.spawn(async move {
             fut.await;
             name

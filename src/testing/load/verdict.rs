@@ -6,7 +6,7 @@ use std::io;
 
 /// What became of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum Verdict {
     /// A complete `2xx` response.
     Ok,
     /// The connection could not be opened: `ECONNREFUSED` (nothing listens
@@ -32,66 +32,66 @@ pub enum Outcome {
     Timeout,
 }
 
-impl Outcome {
+impl Verdict {
     /// The failure classes, in the order tables show them.
-    pub const FAILURES: [Outcome; 5] = [
-        Outcome::Refused,
-        Outcome::Reset,
-        Outcome::Broken,
-        Outcome::Non2xx,
-        Outcome::Timeout,
+    pub const FAILURES: [Verdict; 5] = [
+        Verdict::Refused,
+        Verdict::Reset,
+        Verdict::Broken,
+        Verdict::Non2xx,
+        Verdict::Timeout,
     ];
 
     /// Its name in tables, JSON and test messages.
     pub fn name(self) -> &'static str {
         match self {
-            Outcome::Ok => "ok",
-            Outcome::Refused => "refused",
-            Outcome::Reset => "reset",
-            Outcome::Broken => "broken",
-            Outcome::Non2xx => "non_2xx",
-            Outcome::Timeout => "timeout",
+            Verdict::Ok => "ok",
+            Verdict::Refused => "refused",
+            Verdict::Reset => "reset",
+            Verdict::Broken => "broken",
+            Verdict::Non2xx => "non_2xx",
+            Verdict::Timeout => "timeout",
         }
     }
 
     /// A complete response's class.
-    pub(super) fn of_status(status: u16) -> Outcome {
+    pub(super) fn of_status(status: u16) -> Verdict {
         if (200..300).contains(&status) {
-            Outcome::Ok
+            Verdict::Ok
         } else {
-            Outcome::Non2xx
+            Verdict::Non2xx
         }
     }
 
     /// A failed connect.
-    pub(super) fn of_connect(e: &io::Error) -> Outcome {
+    pub(super) fn of_connect(e: &io::Error) -> Verdict {
         if e.kind() == io::ErrorKind::TimedOut {
-            Outcome::Timeout
+            Verdict::Timeout
         } else {
-            Outcome::Refused
+            Verdict::Refused
         }
     }
 
     /// A failed write of the request. Nothing of the response can have
     /// arrived yet (the previous one was read to its end).
-    pub(super) fn of_write(e: &io::Error) -> Outcome {
+    pub(super) fn of_write(e: &io::Error) -> Verdict {
         match e.kind() {
-            io::ErrorKind::TimedOut => Outcome::Timeout,
+            io::ErrorKind::TimedOut => Verdict::Timeout,
             // ECONNRESET, EPIPE (BrokenPipe), ECONNABORTED: the server's
             // side of the connection is gone.
-            _ => Outcome::Reset,
+            _ => Verdict::Reset,
         }
     }
 
     /// A failed read of the response; `got_bytes` says whether any byte of
     /// it had arrived.
-    pub(super) fn of_read(e: &io::Error, got_bytes: bool) -> Outcome {
+    pub(super) fn of_read(e: &io::Error, got_bytes: bool) -> Verdict {
         match e.kind() {
-            io::ErrorKind::TimedOut => Outcome::Timeout,
+            io::ErrorKind::TimedOut => Verdict::Timeout,
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted if !got_bytes => {
-                Outcome::Reset
+                Verdict::Reset
             }
-            _ => Outcome::Broken,
+            _ => Verdict::Broken,
         }
     }
 }

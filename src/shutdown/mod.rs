@@ -20,50 +20,20 @@
 //! | `abandon_writes` | the shutdown is forced, and only then | a write still in progress rolls back instead of committing |
 //! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task |
 
+pub mod health_checkers;
+pub(crate) mod phase;
+pub(crate) mod stop;
+pub(crate) mod token_wait;
+
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::phase::{Phase, PhaseCell};
-
-pin_project_lite::pin_project! {
-    /// A wait on one of the shutdown's tokens that costs one relaxed load
-    /// per poll ([`ShutdownState::closing`], [`ShutdownState::past_deadline`]).
-    ///
-    /// A connection task polls what it waits on at every wake-up: on a
-    /// keep-alive connection, for every request. Each poll of a token's
-    /// own future takes the token's locks, which every connection shares:
-    /// two lock round trips per request, between threads. This one polls
-    /// the token's future once, which leaves the task's waker with the
-    /// token, and after that only once the phase has reached `from`. Every
-    /// transition sets the phase before it cancels the token, so a task
-    /// woken by the token sees the phase.
-    pub struct Signal<'a> {
-        #[pin]
-        wait: WaitForCancellationFuture<'a>,
-        state: &'a ShutdownState,
-        from: Phase,
-        registered: bool,
-    }
-}
-
-impl Future for Signal<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        if *this.registered && this.state.phase() < *this.from {
-            return Poll::Pending;
-        }
-        *this.registered = true;
-        this.wait.poll(cx)
-    }
-}
+use crate::shutdown::phase::{Phase, PhaseCell};
+use crate::shutdown::token_wait::TokenWait;
 
 /// The shutdown's shared state. One per server, inside its `App`.
 #[derive(Debug)]
@@ -128,25 +98,20 @@ impl ShutdownState {
 
     /// Resolves when the drain begins (or the shutdown is forced, which
     /// skips it). For `select!`, and for every connection task: see
-    /// [`Signal`] for why it is not the token's own future.
-    pub fn closing(&self) -> Signal<'_> {
-        self.signal(&self.closing, Phase::Draining)
+    /// [`TokenWait`] for why it is not the token's own future.
+    pub fn closing(&self) -> TokenWait<'_> {
+        self.wait(&self.closing, Phase::Draining)
     }
 
     /// Resolves when the shutdown deadline passes. For `select!`, in every
-    /// handler that waits (see [`Signal`]).
-    pub fn past_deadline(&self) -> Signal<'_> {
-        self.signal(&self.past_deadline, Phase::Forcing)
+    /// handler that waits (see [`TokenWait`]).
+    pub fn past_deadline(&self) -> TokenWait<'_> {
+        self.wait(&self.past_deadline, Phase::Forcing)
     }
 
     /// `token`'s cancellation, cancelled only once the phase is `from`.
-    fn signal<'a>(&'a self, token: &'a CancellationToken, from: Phase) -> Signal<'a> {
-        Signal {
-            wait: token.cancelled(),
-            state: self,
-            from,
-            registered: false,
-        }
+    fn wait<'a>(&'a self, token: &'a CancellationToken, from: Phase) -> TokenWait<'a> {
+        TokenWait::new(token, &self.phase, from)
     }
 
     /// Every phase change from now on, for those that wait for one.
@@ -166,13 +131,9 @@ impl ShutdownState {
         self.writes.spawn(write(self.abandon_writes.clone()))
     }
 
-    /// The token a background worker watches: it is `closing`, because a
-    /// worker stops when the drain begins.
-    pub(crate) fn worker_token(&self) -> CancellationToken {
-        self.closing.clone()
-    }
-
-    /// The token event streams end on (owned, so a body can hold it).
+    /// `closing` itself, owned, for those that hold it: background workers
+    /// (they stop when the drain begins) and event stream bodies (they end
+    /// with a last event).
     pub(crate) fn closing_token(&self) -> CancellationToken {
         self.closing.clone()
     }
@@ -219,7 +180,7 @@ impl ShutdownState {
 
     /// The deadline: handlers that have not answered yet answer `503` +
     /// `Retry-After` now. Called after `begin_force`, so the phase is
-    /// already `Forcing` (see [`Signal`]).
+    /// already `Forcing` (see [`TokenWait`]).
     pub(crate) fn refuse_unanswered(&self) {
         debug_assert!(self.phase() >= Phase::Forcing);
         self.past_deadline.cancel();

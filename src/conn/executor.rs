@@ -9,7 +9,7 @@
 //! the `force` token (so the forced close can stop them).
 //!
 //! Each HTTP/2 connection gets its own copy with a [`StreamCount`], so
-//! that the connection can tell when it is idle (see [`crate::h2_idle`]).
+//! that the connection can tell when it is idle (see [`crate::conn::h2_idle`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::h2_idle::StreamCount;
+use crate::conn::h2_idle::StreamCount;
 
 /// hyper's executor for HTTP/2 streams: tracked and forcibly cancellable.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Steps 4 and 5 of the shutdown: waiting for what is still running, and
 //! forcing what will not finish.
 //!
-//! `Running` holds every kind of task the shutdown has to account for.
+//! `InFlight` holds every kind of task the shutdown has to account for.
 //! Each kind ends differently, which is why they are kept apart:
 //!
 //! | field | what it is | how the drain ends it | how the force ends it |
@@ -21,9 +21,9 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::app::App;
-use crate::connection::log_if_panicked;
-use crate::phase::Phase;
-use crate::report::{Outcome, Tally};
+use crate::server::report::Outcome;
+use crate::server::tally::{Tally, log_if_panicked};
+use crate::shutdown::phase::Phase;
 
 /// How long the forced close waits for HTTP/2 stream tasks and for write
 /// tasks to notice their cancelled tokens. Both end at their next poll or
@@ -33,12 +33,12 @@ use crate::report::{Outcome, Tally};
 const ABORT_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything still running once the listener is closed.
-pub(crate) struct Running {
+pub(crate) struct InFlight {
     /// Connection tasks, from the accept loop.
     pub conns: JoinSet<()>,
     /// Background workers; each returns its name when it stops.
     pub workers: JoinSet<&'static str>,
-    /// HTTP/2 stream tasks (see [`crate::executor`]).
+    /// HTTP/2 stream tasks (see [`crate::conn::executor`]).
     pub streams: TaskTracker,
     /// Store writes running as tasks of their own
     /// (`ShutdownState::spawn_write`).
@@ -50,7 +50,7 @@ pub(crate) struct Running {
 /// The second trigger, pinned once and polled by several steps.
 pub(crate) type Force<'a, F> = Pin<&'a mut F>;
 
-impl Running {
+impl InFlight {
     /// What step 3 hands over, with nothing counted yet.
     pub fn new(
         conns: JoinSet<()>,
@@ -58,7 +58,7 @@ impl Running {
         streams: TaskTracker,
         writes: TaskTracker,
     ) -> Self {
-        Running {
+        InFlight {
             conns,
             workers,
             streams,
@@ -85,7 +85,7 @@ impl Running {
         self.streams.close();
         self.writes.close();
         loop {
-            let Running {
+            let InFlight {
                 conns,
                 workers,
                 streams,

@@ -23,11 +23,12 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::task::TaskTracker;
 
-use crate::accept_errors::AcceptBackoff;
 use crate::app::App;
-use crate::connection::{self, ConnectionConfig, log_if_panicked};
-use crate::drain::Running;
-use crate::executor::StreamExecutor;
+use crate::conn::executor::StreamExecutor;
+use crate::conn::{self, ConnectionConfig};
+use crate::server::accept_errors::AcceptBackoff;
+use crate::server::drain::InFlight;
+use crate::server::tally::log_if_panicked;
 
 /// How often a quiet accept loop reaps finished connection tasks.
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -44,7 +45,7 @@ pub(crate) struct Acceptor {
     /// Builders and service shared by all connection tasks.
     conn_config: Arc<ConnectionConfig>,
     /// HTTP/2 stream tasks, which hyper spawns outside their connection
-    /// task (see [`crate::executor`]); handed to the drain at step 3.
+    /// task (see [`crate::conn::executor`]); handed to the drain at step 3.
     streams: TaskTracker,
 }
 
@@ -89,7 +90,7 @@ impl Acceptor {
     /// Returns everything still running. (Connections learn of the drain
     /// from the `closing` token, which exists before any of them, so none
     /// can miss it.)
-    pub fn stop(mut self, workers: JoinSet<&'static str>) -> Running {
+    pub fn stop(mut self, workers: JoinSet<&'static str>) -> InFlight {
         // What has finished is not part of the drain.
         self.reap();
         let Acceptor {
@@ -101,7 +102,7 @@ impl Acceptor {
         } = self;
         drop(listener);
         let writes = conn_config.app().shutdown.writes().clone();
-        Running::new(conns, workers, streams, writes)
+        InFlight::new(conns, workers, streams, writes)
     }
 
     /// Accepts connections until `until` resolves, and returns its output.
@@ -146,7 +147,7 @@ impl Acceptor {
         let app = self.conn_config.app();
         app.metrics.connections_accepted.fetch_add(1, Relaxed);
         let cfg = self.conn_config.clone();
-        self.conns.spawn(connection::serve(
+        self.conns.spawn(conn::serve(
             stream,
             std::time::Instant::now(),
             Some(peer),

@@ -24,8 +24,8 @@
 //!
 //! So hyper gets no timer at all, and the deadline is a value instead, as
 //! in Go's netpoller and nginx's event timers: each step of a request
-//! writes the connection's phase with one store (`http1_state`), and this
-//! future, after hyper has done all it can, turns the phase into a
+//! writes the connection's activity with one store (`http1_state`), and this
+//! future, after hyper has done all it can, turns the activity into a
 //! deadline. One tokio timer serves every deadline of the connection, and
 //! it is lazy: it is moved only when a deadline comes *earlier* than the
 //! one it is set for. On a busy keep-alive connection the deadline only
@@ -43,9 +43,10 @@ use hyper::server::conn::http1;
 use hyper::service::HttpService;
 use tokio::time::Sleep;
 
-use crate::http1_state::{ConnState, Phase};
-use crate::keepalive_grace;
-use crate::shutdown_state::{ShutdownState, Signal};
+use crate::conn::keepalive_grace;
+use crate::http1_state::{Activity, ConnState};
+use crate::shutdown::ShutdownState;
+use crate::shutdown::token_wait::TokenWait;
 
 /// The three durations, from the server's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +77,7 @@ pin_project_lite::pin_project! {
         // Resolves when the drain begins (a relaxed load per poll until
         // then); polled until it fires, then never again.
         #[pin]
-        drain: Signal<'a>,
+        drain: TokenWait<'a>,
         state: &'a ConnState,
         timeouts: &'a Timeouts,
         // The one timer; made when the connection first has a deadline
@@ -91,7 +92,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<'a, C> Http1Deadlines<'a, C> {
-    /// Serves `conn`, whose phase `state` tracks, until it ends or the
+    /// Serves `conn`, whose activity `state` tracks, until it ends or the
     /// drain (of `shutdown`) closes it.
     pub fn new(
         conn: C,
@@ -130,18 +131,18 @@ where
             if !*this.draining {
                 *this.draining = this.drain.as_mut().poll(cx).is_ready();
             }
-            // hyper has done all it can: the phase is settled until the
+            // hyper has done all it can: the activity is settled until the
             // next wake-up, so this is the moment to look at it.
-            let (phase, since) = this.state.now();
+            let (activity, since) = this.state.now();
             let t: &Timeouts = this.timeouts;
-            let mut due = match phase {
-                Phase::Busy => return Poll::Pending,
-                Phase::Head => (since + t.header, Ends::Connection),
-                Phase::Idle => (since + t.idle, Ends::Connection),
+            let mut due = match activity {
+                Activity::Busy => return Poll::Pending,
+                Activity::Head => (since + t.header, Ends::Connection),
+                Activity::Idle => (since + t.idle, Ends::Connection),
             };
             if *this.draining
                 && !*this.told
-                && let Some(end) = keepalive_grace::close_at(phase, since, t.keepalive_grace)
+                && let Some(end) = keepalive_grace::close_at(activity, since, t.keepalive_grace)
                 && end < due.0
             {
                 due = (end, Ends::Grace);

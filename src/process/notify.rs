@@ -34,7 +34,7 @@ use sd_notify::NotifyState;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::phase::Phase;
+use crate::shutdown::phase::Phase;
 
 /// How often a shutdown in progress tells systemd it is still making
 /// progress.

@@ -4,7 +4,7 @@
 //! hyper has no idle timeout for HTTP/2, so without one a client could
 //! open a connection, send nothing, and hold a connection slot for ever.
 //! Each HTTP/2 connection counts its open streams in a [`StreamCount`]
-//! (the [`crate::executor`] opens and closes them as hyper spawns stream
+//! (the [`crate::conn::executor`] opens and closes them as hyper spawns stream
 //! tasks), and the connection is told to finish once the count has been
 //! zero for `idle_timeout`.
 //!

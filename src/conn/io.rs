@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::conn::lingering_close::{Close, Linger};
 use crate::http1_state::ConnState;
-use crate::lingering_close::{Close, Linger};
 
 /// The connection's IO as hyper sees it: first the bytes the protocol sniff
 /// already read (`prefix`), then the socket. `state` is `None` for HTTP/2,
