@@ -32,7 +32,7 @@ use units::{
 pub struct Cli {
     /// Address to listen on; port 0 picks a free port. Ignored when a
     /// socket is inherited (LISTEN_FDS). Go: `Server.Addr`.
-    #[arg(long, env = "LAMEDUCK_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "LAMEDUCK_ADDR", default_value = "127.0.0.1:8080", value_parser = socket_addr)]
     pub addr: SocketAddr,
 
     /// listen(2) backlog of the listening socket.
@@ -189,10 +189,67 @@ impl Cli {
     }
 }
 
+/// `--addr`: an IP address and a port. Names are refused rather than
+/// looked up: a name can stand for several addresses, or a different one
+/// tomorrow, and a server should listen where its operator said.
+fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        "not an IP address and port (such as 127.0.0.1:8080 or [::1]:8080); \
+         host names are not looked up"
+            .to_owned()
+    })
+}
+
+/// A command-line error as the one line the binary prints (exit 2), with
+/// what clap puts on the lines after the first kept: the values a flag
+/// takes. A value that came from a `LAMEDUCK_*` variable, not from the
+/// command line, is named by its variable, since that is where the fix is.
+pub fn one_line_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+
+    let msg = e.to_string();
+    let mut line = msg
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    if let Some(ContextValue::Strings(valid)) = e.get(ContextKind::ValidValue) {
+        line.push_str(&format!("; possible values: {}", valid.join(", ")));
+    }
+    if let Some(var) = e
+        .get(ContextKind::InvalidArg)
+        .and_then(|arg| from_environment(&arg.to_string()))
+    {
+        line = format!("{var}: {line}");
+    }
+    line
+}
+
+/// The variable that gave `arg` (`--flag <VALUE>`, as clap names it in an
+/// error) its value, if it was not on the command line.
+fn from_environment(arg: &str) -> Option<String> {
+    use clap::CommandFactory as _;
+
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let on_command_line = std::env::args()
+        .skip(1)
+        .any(|a| a == format!("--{long}") || a.starts_with(&format!("--{long}=")));
+    if on_command_line {
+        return None;
+    }
+    let command = Cli::command();
+    let var = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?;
+    std::env::var_os(var).map(|_| var.to_string_lossy().into_owned())
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// Lines for people: `… INFO lameduck::report: shutdown report outcome="drained" …`
+    /// Lines for people: `… INFO lameduck::server::report: shutdown report outcome="drained" …`
     Text,
     /// One JSON object per line, each field a key: `{…,"message":"shutdown report","outcome":"drained",…}`
     Json,

@@ -1,5 +1,7 @@
 //! The `lameduck` binary: flags, logging ([`logging`]), the listening
-//! socket, signals, run, exit code. Everything else lives in the library.
+//! socket, the store, signals, run, exit code. Everything else lives in
+//! the library. `main` reads as those steps; each can fail with a
+//! start-up error: one line on stderr, exit code 2.
 //!
 //! The order of start-up is part of the upgrade protocol
 //! ([`lameduck::upgrade`]): a new process says it is ready only once its
@@ -8,14 +10,16 @@
 
 mod logging;
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use lameduck::cli::Cli;
+use lameduck::cli::{self, Cli};
 use lameduck::process::notify::Notifier;
 use lameduck::process::{listener, signals};
 use lameduck::upgrade::{Origin, ReadySignal, Upgrader};
 use lameduck::{Server, store};
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 fn main() -> ExitCode {
@@ -28,119 +32,133 @@ fn main() -> ExitCode {
     // Set only in the new process of an upgrade.
     let parent = ReadySignal::from_env();
 
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        // --help and --version are not errors: print them and exit 0.
-        Err(e) if !e.use_stderr() => e.exit(),
-        // A bad flag is a start-up error: one line, exit 2.
-        Err(e) => {
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or_default();
-            return startup_error(format_args!("{}", first.trim_start_matches("error: ")));
+    let started = (|| {
+        let cli = read_command_line()?;
+        let filter = logging::filter_from_env()?;
+        logging::init(filter, cli.log_format);
+        let inherited = inherited.map_err(context("cannot use the inherited socket"))?;
+        let parent = parent.transpose().map_err(context("upgrade"))?;
+        // A new process of an upgrade that binds a socket of its own would
+        // take the service elsewhere (a different port, with port 0) while
+        // the old process drains: refuse, and let the upgrade fail.
+        if parent.is_some() && inherited.is_none() {
+            return Err("upgrade: started to take over a socket, but no socket was inherited (LISTEN_FDS, LISTEN_PID)".to_owned());
         }
-    };
+        let runtime =
+            tokio::runtime::Runtime::new().map_err(context("cannot start the runtime"))?;
+        let code = runtime.block_on(serve(cli, inherited, origin, parent));
+        // Hooks still running on the blocking pool do not hold the exit:
+        // the outer deadline rules (see `lameduck::HookResult`).
+        runtime.shutdown_timeout(HOOKS_EXIT_WAIT);
+        code
+    })();
+    match started {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => startup_error(msg),
+    }
+}
+
+/// The flags. `--help` and `--version` are printed and exit 0; a bad flag
+/// is a start-up error like any other.
+fn read_command_line() -> Result<Cli, String> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => Err(cli::one_line_error(&e)),
+    }
+}
+
+/// Listens, opens the store, serves until the shutdown is over, and
+/// returns the exit code. Every step before the accept loop starts can
+/// fail with a start-up error (exit 2).
+async fn serve(
+    cli: Cli,
+    inherited: Option<std::net::TcpListener>,
+    origin: Origin,
+    parent: Option<ReadySignal>,
+) -> Result<u8, String> {
     let config = cli.config();
 
-    // A RUST_LOG that cannot be read is a bad flag like any other.
-    let filter = match logging::filter_from_env() {
-        Ok(filter) => filter,
-        Err(e) => return startup_error(format_args!("{e}")),
-    };
-    logging::init(filter, cli.log_format);
+    // The socket first: a port in use is the commonest start-up error,
+    // and finding it must not cost a database connection or leave a new
+    // database file behind.
+    let (listener, how) = listen(inherited, &config)?;
 
-    let inherited = match inherited {
-        Ok(inherited) => inherited,
-        Err(e) => return startup_error(format_args!("cannot use the inherited socket: {e}")),
-    };
-    let parent = match parent.transpose() {
-        Ok(parent) => parent,
-        Err(e) => return startup_error(format_args!("upgrade: {e}")),
-    };
-    // A new process of an upgrade that binds a socket of its own would
-    // take the service elsewhere (a different port, with port 0) while
-    // the old process drains: refuse, and let the upgrade fail.
-    if parent.is_some() && inherited.is_none() {
-        return startup_error(format_args!(
-            "upgrade: started to take over a socket, but no socket was inherited (LISTEN_FDS, LISTEN_PID)"
-        ));
-    }
+    // Before serving: a database that cannot be opened or migrated is a
+    // start-up error (exit 2), not a server that answers 500s. Inside the
+    // runtime, because a Postgres store's connections are tasks on it.
+    let store = store::open(&config.db).await.map_err(|e| e.to_string())?;
+    info!(db = %store::describe(&config.db), "store open");
 
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return startup_error(format_args!("cannot start the runtime: {e}")),
-    };
-    let code = runtime.block_on(async {
-        // Before listening: a database that cannot be opened or migrated is
-        // a start-up error (exit 2), not a server that answers 500s. Inside
-        // the runtime, because a Postgres store's connections are tasks
-        // on it.
-        let store = store::open(&config.db).await.map_err(|e| e.to_string())?;
-        info!(db = %store::describe(&config.db), "store open");
+    let signals = signals::install().map_err(context("cannot install signal handlers"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(pid = std::process::id(), "listening on {addr}{how}");
 
-        let (listener, how) = match inherited {
-            Some(socket) => (
-                listener::serve_inherited(socket)
-                    .map_err(|e| format!("cannot use the inherited socket: {e}"))?,
-                " (inherited)",
-            ),
-            None => (
-                listener::bind(config.addr, config.backlog)
-                    .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?,
-                "",
-            ),
-        };
-        let signals =
-            signals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        info!(pid = std::process::id(), "listening on {addr}{how}");
+    let notifier = Notifier::new();
+    let upgrader = Upgrader::new(origin, &listener, config.upgrade_timeout, notifier.clone())
+        .map_err(context("cannot keep a copy of the socket for upgrades"))?;
+    let server = Server::with_store(config, store);
+    let phases = tokio::spawn(
+        notifier
+            .clone()
+            .follow_phases(server.app().shutdown.subscribe()),
+    );
 
-        let notifier = Notifier::new();
-        let upgrader =
-            Upgrader::new(origin, &listener, config.upgrade_timeout, notifier.clone())
-                .map_err(|e| format!("cannot keep a copy of the socket for upgrades: {e}"))?;
-        let server = Server::with_store(config, store);
-        let phases = tokio::spawn(
-            notifier
-                .clone()
-                .follow_phases(server.app().shutdown.subscribe()),
-        );
-
-        // Ready. A new process of an upgrade tells the old one, which tells
-        // the service manager on its behalf (see lameduck::process::notify); any
-        // other process tells the service manager itself.
-        match parent {
-            // If the old process is gone (it gave up on us, or died), serve
-            // on: one that gave up sends SIGTERM next, and we drain.
-            Some(parent) => {
-                if let Err(e) = parent.ready() {
-                    warn!(error = %e, "upgrade: cannot tell the old process we are ready");
-                }
+    // Ready. A new process of an upgrade tells the old one, which tells
+    // the service manager on its behalf (see lameduck::process::notify);
+    // any other process tells the service manager itself.
+    match parent {
+        // If the old process is gone (it gave up on us, or died), serve
+        // on: one that gave up sends SIGTERM next, and we drain.
+        Some(parent) => {
+            if let Err(e) = parent.ready() {
+                warn!(error = %e, "upgrade: cannot tell the old process we are ready");
             }
-            None => notifier.ready(),
         }
-        let report = server
-            .run(
-                listener,
-                upgrader.serve(signals.upgrades, signals.triggers.shutdown.clone()),
-                signals.triggers.force.cancelled_owned(),
-            )
-            .await;
-        // The signal listener has done its job; stop it so the runtime can
-        // shut down. The notifier ends by itself once it has seen the
-        // stopped phase; it is waited for (briefly), not aborted, so that
-        // `STOPPING=1` is sent even when the whole shutdown took less time
-        // than one turn of its task.
-        signals.task.abort();
-        let _ = tokio::time::timeout(NOTIFIER_EXIT_WAIT, phases).await;
-        Ok::<_, String>(report.exit_code())
-    });
-    // Hooks still running on the blocking pool do not hold the exit: the
-    // outer deadline rules (see lameduck::hooks).
-    runtime.shutdown_timeout(HOOKS_EXIT_WAIT);
-    match code {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(msg) => startup_error(format_args!("{msg}")),
+        None => notifier.ready(),
     }
+    let report = server
+        .run(
+            listener,
+            upgrader.serve(signals.upgrades, signals.triggers.shutdown.clone()),
+            signals.triggers.force.cancelled_owned(),
+        )
+        .await;
+
+    // The signal listener has done its job; stop it so the runtime can
+    // shut down. The notifier ends by itself once it has seen the stopped
+    // phase; it is waited for (briefly), not aborted, so that `STOPPING=1`
+    // is sent even when the whole shutdown took less time than one turn of
+    // its task.
+    signals.task.abort();
+    let _ = tokio::time::timeout(NOTIFIER_EXIT_WAIT, phases).await;
+    Ok(report.exit_code() as u8)
+}
+
+/// The listening socket: the inherited one (an upgrade, or systemd's
+/// socket activation), or a new one on `--addr`. The second value says
+/// which, for the log line.
+fn listen(
+    inherited: Option<std::net::TcpListener>,
+    config: &lameduck::Config,
+) -> Result<(TcpListener, &'static str), String> {
+    match inherited {
+        Some(socket) => Ok((
+            listener::serve_inherited(socket)
+                .map_err(context("cannot use the inherited socket"))?,
+            " (inherited)",
+        )),
+        None => Ok((
+            listener::bind(config.addr, config.backlog)
+                .map_err(context(&format!("cannot listen on {}", config.addr)))?,
+            "",
+        )),
+    }
+}
+
+/// Turns an error into a start-up error's line: `what: error`.
+fn context<E: Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{what}: {e}")
 }
 
 /// How long the exit waits for tasks still on the runtime once the
@@ -155,7 +173,7 @@ const HOOKS_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(10
 const NOTIFIER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Start-up failures: one line on stderr, exit code 2.
-fn startup_error(msg: std::fmt::Arguments<'_>) -> ExitCode {
+fn startup_error(msg: String) -> ExitCode {
     eprintln!("lameduck: {msg}");
     ExitCode::from(2)
 }

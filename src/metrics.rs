@@ -103,105 +103,22 @@ impl Metrics {
             .saturating_sub(closed)
     }
 
-    /// The whole page, in Prometheus text format 0.0.4.
+    /// The whole page, in Prometheus text format 0.0.4: every row of
+    /// [`SERIES`], then the two labelled families.
     pub fn render(&self, now: Phase) -> String {
         let mut out = String::with_capacity(2048);
-        let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+        for series in SERIES {
+            let (name, kind, help, value) = (
+                series.name,
+                series.kind.name(),
+                series.help,
+                (series.value)(self),
+            );
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
-        };
-        gauge(
-            "lameduck_open_connections",
-            "Connections open now.",
-            "gauge",
-            self.open_connections(),
-        );
-        gauge(
-            "lameduck_connections_accepted_total",
-            "Connections accepted.",
-            "counter",
-            self.connections_accepted.load(Relaxed),
-        );
-        gauge(
-            "lameduck_connections_aborted_total",
-            "Connections aborted by a forced close.",
-            "counter",
-            self.connections_aborted.load(Relaxed),
-        );
-        gauge(
-            "lameduck_requests_in_flight",
-            "Requests whose handler is running.",
-            "gauge",
-            self.requests_in_flight.load(Relaxed),
-        );
-        gauge(
-            "lameduck_streams_open",
-            "Event streams open now.",
-            "gauge",
-            self.streams_open.load(Relaxed),
-        );
-        gauge(
-            "lameduck_streams_ended_by_shutdown_total",
-            "Event streams ended because the server was closing.",
-            "counter",
-            self.streams_ended_by_shutdown.load(Relaxed),
-        );
-        gauge(
-            "lameduck_work_cancelled_total",
-            "Detached work stopped early by its cancellation token.",
-            "counter",
-            self.work_cancelled.load(Relaxed),
-        );
-        gauge(
-            "lameduck_cleaner_runs_total",
-            "Completed runs of the background cleaner.",
-            "counter",
-            self.cleaner_runs.load(Relaxed),
-        );
-        gauge(
-            "lameduck_items_purged_total",
-            "Expired items removed by the cleaner.",
-            "counter",
-            self.items_purged.load(Relaxed),
-        );
-        gauge(
-            "lameduck_cleaner_batches_total",
-            "Cleaner transactions committed (bounded batches of expired items).",
-            "counter",
-            self.cleaner_batches.load(Relaxed),
-        );
-        gauge(
-            "lameduck_writes_during_drain_total",
-            "Writes that committed after the drain began.",
-            "counter",
-            self.writes_during_drain.load(Relaxed),
-        );
-        gauge(
-            "lameduck_queries_interrupted_total",
-            "Database statements interrupted (SQLite) or cancelled on the server (PostgreSQL) because their reader went away.",
-            "counter",
-            self.store.queries_interrupted.load(Relaxed),
-        );
-        gauge(
-            "lameduck_store_reads_running",
-            "Database reads running: on a blocking thread (SQLite) or a pooled connection (PostgreSQL).",
-            "gauge",
-            self.store.reads_running.load(Relaxed),
-        );
-        gauge(
-            "lameduck_store_writes_open",
-            "Database write transactions open.",
-            "gauge",
-            self.store.writes_open.load(Relaxed),
-        );
-        gauge(
-            "lameduck_writes_rolled_back_total",
-            "Write transactions rolled back by a forced shutdown.",
-            "counter",
-            self.store.writes_rolled_back.load(Relaxed),
-        );
+        }
 
         out.push_str(
             "# HELP lameduck_requests_total Responses by status code.\n# TYPE lameduck_requests_total counter\n",
@@ -226,6 +143,126 @@ impl Metrics {
         out
     }
 }
+
+/// Whether a series only grows or goes up and down: Prometheus's `TYPE`.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Only grows (a `_total`): a scraper graphs its rate.
+    Counter,
+    /// Goes up and down: a scraper graphs its value.
+    Gauge,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One unlabelled series of the page.
+struct Series {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: fn(&Metrics) -> u64,
+}
+
+/// Every unlabelled series, in the order of the page.
+const SERIES: &[Series] = &[
+    Series {
+        name: "lameduck_open_connections",
+        kind: Kind::Gauge,
+        help: "Connections open now.",
+        value: |m| m.open_connections(),
+    },
+    Series {
+        name: "lameduck_connections_accepted_total",
+        kind: Kind::Counter,
+        help: "Connections accepted.",
+        value: |m| m.connections_accepted.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_connections_aborted_total",
+        kind: Kind::Counter,
+        help: "Connections aborted by a forced close.",
+        value: |m| m.connections_aborted.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_requests_in_flight",
+        kind: Kind::Gauge,
+        help: "Requests whose handler is running.",
+        value: |m| m.requests_in_flight.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_streams_open",
+        kind: Kind::Gauge,
+        help: "Event streams open now.",
+        value: |m| m.streams_open.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_streams_ended_by_shutdown_total",
+        kind: Kind::Counter,
+        help: "Event streams ended because the server was closing.",
+        value: |m| m.streams_ended_by_shutdown.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_work_cancelled_total",
+        kind: Kind::Counter,
+        help: "Detached work stopped early by its cancellation token.",
+        value: |m| m.work_cancelled.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_cleaner_runs_total",
+        kind: Kind::Counter,
+        help: "Completed runs of the background cleaner.",
+        value: |m| m.cleaner_runs.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_items_purged_total",
+        kind: Kind::Counter,
+        help: "Expired items removed by the cleaner.",
+        value: |m| m.items_purged.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_cleaner_batches_total",
+        kind: Kind::Counter,
+        help: "Cleaner transactions committed (bounded batches of expired items).",
+        value: |m| m.cleaner_batches.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_writes_during_drain_total",
+        kind: Kind::Counter,
+        help: "Writes that committed after the drain began.",
+        value: |m| m.writes_during_drain.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_queries_interrupted_total",
+        kind: Kind::Counter,
+        help: "Database statements interrupted (SQLite) or cancelled on the server (PostgreSQL) because their reader went away.",
+        value: |m| m.store.queries_interrupted.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_store_reads_running",
+        kind: Kind::Gauge,
+        help: "Database reads running: on a blocking thread (SQLite) or a pooled connection (PostgreSQL).",
+        value: |m| m.store.reads_running.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_store_writes_open",
+        kind: Kind::Gauge,
+        help: "Database write transactions open.",
+        value: |m| m.store.writes_open.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_writes_rolled_back_total",
+        kind: Kind::Counter,
+        help: "Write transactions rolled back by a forced shutdown.",
+        value: |m| m.store.writes_rolled_back.load(Relaxed),
+    },
+];
 
 /// A value on cache lines of its own (two: x86 fetches lines in pairs), so
 /// that writes to it do not take the line from a core using a neighbour.

@@ -45,6 +45,53 @@ fn a_duration_past_its_bound_is_a_startup_error_naming_the_bound() {
     assert!(line.ends_with("too long: at most 1m"), "{line}");
 }
 
+/// A value that came from a `LAMEDUCK_*` variable is named by its
+/// variable, where the fix is; the same value on the command line is not.
+#[test]
+fn a_bad_value_from_the_environment_names_its_variable() {
+    let line = one_line_exit_2(&run(&[], &[("LAMEDUCK_SHUTDOWN_TIMEOUT", "banana")]));
+    assert!(
+        line.starts_with("lameduck: LAMEDUCK_SHUTDOWN_TIMEOUT: invalid value 'banana'"),
+        "{line}"
+    );
+    let line = one_line_exit_2(&run(&["--shutdown-timeout", "banana"], &[]));
+    assert!(!line.contains("LAMEDUCK_SHUTDOWN_TIMEOUT"), "{line}");
+}
+
+/// The one line keeps the hint clap prints on the lines below it: the
+/// values `--log-format` takes, and why `--addr` refuses a host name.
+#[test]
+fn a_one_line_error_keeps_its_hint() {
+    let line = one_line_exit_2(&run(&["--log-format", "xml"], &[]));
+    assert!(line.ends_with("possible values: text, json"), "{line}");
+    let line = one_line_exit_2(&run(&["--addr", "localhost:8080"], &[]));
+    assert!(line.contains("host names are not looked up"), "{line}");
+}
+
+/// A port in use is found before the store is opened: exit 2, one line
+/// naming the address, no `store open` line, and no database file left
+/// behind.
+#[test]
+fn a_port_in_use_exits_2_before_any_store_is_opened() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = std::env::temp_dir().join(format!("lameduck-port-in-use-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = dir.join("items.db");
+    let out = run(
+        &["--addr", &addr, "--db", db.to_str().expect("utf-8 path")],
+        &[],
+    );
+    let line = one_line_exit_2(&out);
+    assert!(
+        line.starts_with(&format!("lameduck: cannot listen on {addr}: ")),
+        "{line}"
+    );
+    let created: Vec<_> = std::fs::read_dir(&dir).expect("read dir").collect();
+    assert!(created.is_empty(), "files left behind: {created:?}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
 /// A size with a unit the flags do not take is refused, and the one line
 /// lists the units they do take.
 #[test]

@@ -8,7 +8,7 @@
 //! wrong in small ways (`1m30s` refused, `2MB` read as 2 MiB).
 //!
 //! What is ours is the bounds. A value far past what a flag can mean is a
-//! typo (`15h` for `15s`) or a misunderstanding, and refusing it at
+//! typo (`15d` for `15s`) or a misunderstanding, and refusing it at
 //! start-up, with the bound in the message, is cheaper than finding out
 //! in the middle of a shutdown. Each flag's help states its bounds.
 
