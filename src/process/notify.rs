@@ -38,12 +38,12 @@ use crate::shutdown::phase::Phase;
 
 /// How often a shutdown in progress tells systemd it is still making
 /// progress.
-pub const EXTEND_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const EXTEND_EVERY: Duration = Duration::from_secs(2);
 
 /// How far each `EXTEND_TIMEOUT_USEC` reaches: past the next one, with a
 /// second to spare for a slow wake-up, so systemd's stop timeout never
 /// fires between two of them while our own deadline has not passed.
-pub const EXTEND_BY: Duration = Duration::from_secs(3);
+pub(crate) const EXTEND_BY: Duration = Duration::from_secs(3);
 
 /// Sends notifications for this process. Cheap to clone; the clones share
 /// whether this process has handed over.

@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 
 /// How recently before the first signal a peer must have probed `/healthz`
 /// to count as a checker.
-pub const CHECKER_WINDOW: Duration = Duration::from_secs(30);
+pub(crate) const CHECKER_WINDOW: Duration = Duration::from_secs(30);
 
 /// How long the lame-duck phase goes on after the last checker's last
 /// needed `503`: the balancer marks the server down when it reads that

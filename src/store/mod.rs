@@ -51,7 +51,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use memory::MemoryStore;
-pub use name::{MAX_NAME_CHARS, check_name};
+pub use name::check_name;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 #[cfg(feature = "test-harness")]

@@ -20,7 +20,7 @@
 
 /// Longest accepted item name, in characters (Unicode scalar values, which
 /// is also what SQLite's `length()` counts for UTF-8 text).
-pub const MAX_NAME_CHARS: usize = 200;
+pub(crate) const MAX_NAME_CHARS: usize = 200;
 
 /// `Ok` if `name` is one the stores can hold; otherwise the reason, as a
 /// client should read it.

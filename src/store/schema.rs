@@ -35,7 +35,7 @@ use rusqlite::{Connection, TransactionBehavior};
 /// failing with `SQLITE_BUSY`. A write transaction here lasts
 /// milliseconds; five seconds covers a burst of them from another process
 /// with a wide margin, and stays well inside the request timeout.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Each entry takes the schema from version `i` to `i + 1`. Append only:
 /// never edit one that has shipped.
@@ -62,7 +62,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub const VERSION: u32 = MIGRATIONS.len() as u32;
+pub(crate) const VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Settings that belong to a connection, not to the file.
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {

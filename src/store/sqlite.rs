@@ -56,7 +56,7 @@ use super::{
 /// Reader connections. Reads never wait for the writer in WAL mode, but
 /// they wait for a free reader: four lets a slow search run beside the
 /// ordinary lists and gets on a two-core machine.
-pub const READERS: usize = 4;
+pub(crate) const READERS: usize = 4;
 
 /// Items in a SQLite file. See the module docs.
 pub struct SqliteStore {

@@ -40,8 +40,8 @@ use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use ready::{READY_FD, READY_FD_VAR, ReadySignal};
-pub use start::{LISTEN_FD, Origin};
+pub use ready::ReadySignal;
+pub use start::Origin;
 
 use crate::process::notify::Notifier;
 use crate::process::signals::UpgradeRequests;
@@ -52,7 +52,7 @@ use crate::shutdown::stop::Stop;
 /// became ready just as we gave up may already have accepted connections:
 /// SIGTERM lets it drain them. A new process that is not ready has
 /// accepted nothing, so a short wait is enough.
-pub const STOP_CHILD_WAIT: Duration = Duration::from_secs(3);
+pub(crate) const STOP_CHILD_WAIT: Duration = Duration::from_secs(3);
 
 /// The old process's side of the protocol. It is the `shutdown` trigger of
 /// [`crate::Server::run`]: see [`Upgrader::serve`].

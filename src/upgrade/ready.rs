@@ -24,11 +24,11 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 /// The variable that names the ready pipe's descriptor in the new process.
-pub const READY_FD_VAR: &str = "LAMEDUCK_READY_FD";
+pub(crate) const READY_FD_VAR: &str = "LAMEDUCK_READY_FD";
 
 /// The ready pipe's descriptor in the new process: the one after the
 /// listening socket.
-pub const READY_FD: RawFd = 4;
+pub(crate) const READY_FD: RawFd = 4;
 
 /// The old process's end: waits for the byte.
 #[derive(Debug)]

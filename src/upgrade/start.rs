@@ -44,7 +44,7 @@ use super::ready::{READY_FD, READY_FD_VAR, ReadyWait};
 
 /// The descriptor the listening socket is given in the new process: the
 /// first one systemd's protocol uses (`SD_LISTEN_FDS_START`).
-pub const LISTEN_FD: RawFd = 3;
+pub(crate) const LISTEN_FD: RawFd = 3;
 
 /// The name of the socket in `LISTEN_FDNAMES`.
 const LISTEN_FD_NAME: &str = "http";

@@ -23,7 +23,7 @@ use crate::store::StoreError;
 /// a process that hangs. It also stays inside the default
 /// `--upgrade-timeout` (10s) only just: an upgrade that has to wait this
 /// long for the database fails, and the old process serves on.
-pub const STARTUP_CONNECT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const STARTUP_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// The first pause between start-up attempts; it doubles up to
 /// [`MAX_RETRY_PAUSE`]. Short at first, because a database that is just

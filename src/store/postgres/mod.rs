@@ -89,28 +89,26 @@ use super::{
 use cancel::CancelOnDrop;
 use connect::TrackedConnect;
 
-pub use connect::STARTUP_CONNECT_WAIT;
-pub use schema::VERSION as SCHEMA_VERSION;
 pub use url::{is_postgres_url, redacted};
 
 /// Connections in the pool, shared by reads and writes. Postgres starts a
 /// process per connection and allows 100 by default; eight lets a slow
 /// search run beside ordinary reads and a few writes, and leaves room for
 /// two instances at once (a rolling restart) and for many more besides.
-pub const POOL_SIZE: usize = 8;
+pub(crate) const POOL_SIZE: usize = 8;
 
 /// How long a request waits for a free connection when all
 /// [`POOL_SIZE`] are busy, before it gets a 503. The same five seconds as
 /// SQLite's busy timeout: long enough for a burst, well inside the
 /// request timeout.
-pub const POOL_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// How long opening a new connection may take before the request gets a
 /// 503. On loopback or a private network a healthy server answers in
 /// milliseconds; a server that does not answer at all (a host that is
 /// down drops packets instead of refusing) would otherwise hold the
 /// request until the kernel gives up, minutes later.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long [`Store::close`] waits for cancel tasks to settle and for
 /// sessions to say goodbye. Each is one message on an open socket, so a
@@ -148,9 +146,9 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://` or
-    /// `postgresql://`, no TLS), retrying for [`STARTUP_CONNECT_WAIT`]
+    /// `postgresql://`, no TLS), retrying for `STARTUP_CONNECT_WAIT` (10 s)
     /// while it is unreachable or starting, and migrates the schema to
-    /// [`SCHEMA_VERSION`] (once, even with several instances starting
+    /// the newest schema version (once, even with several instances starting
     /// together). Must be called inside a Tokio runtime: the pool's
     /// connections are tasks on it.
     ///

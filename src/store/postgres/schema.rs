@@ -27,7 +27,7 @@ use super::errors::message;
 /// as a big-endian integer, so that it does not collide with another
 /// application's lock on the same database by accident, and so that
 /// whoever finds it in `pg_locks` can tell whose it is.
-pub const LOCK_KEY: i64 = i64::from_be_bytes(*b"lameduck");
+pub(crate) const LOCK_KEY: i64 = i64::from_be_bytes(*b"lameduck");
 
 /// Each entry takes the schema from version `i` to `i + 1`. Append only:
 /// never edit one that has shipped.
@@ -55,7 +55,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema version this build writes.
-pub const VERSION: i32 = MIGRATIONS.len() as i32;
+pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Brings the schema up to [`VERSION`] in one transaction, under the
 /// advisory lock; returns the version found.
