@@ -69,7 +69,9 @@ fn three_upgrades_under_load_fail_no_request() {
 /// The binary replaced on disk (a new file renamed over the old one) before
 /// the SIGHUP is what the new process runs, not the old process's deleted
 /// inode: the replacement is a script that records its pid and then
-/// exec's lameduck, and the pid it records is the new process's.
+/// exec's lameduck, and the pid it records is the new process's. The old
+/// process's log says what happened: no lame-duck phase (nobody needed
+/// steering away), and a report whose `lame_duck_end` is `upgrade`.
 #[test]
 fn the_file_replaced_on_disk_is_what_the_upgrade_runs() {
     become_subreaper();
@@ -93,7 +95,9 @@ fn the_file_replaced_on_disk_is_what_the_upgrade_runs() {
     let new = Successor {
         pid: field(&report, "new_pid").parse().unwrap(),
     };
+    assert_eq!(field(&report, "lame_duck_end"), "upgrade", "{report}");
     assert_eq!(bin.exit_code_within(WITHIN), 0);
+    assert_eq!(bin.count_logs("phase=\"lame_duck\""), 0, "{:#?}", bin.logs());
     let recorded = fs::read_to_string(&marker).expect("the new file ran");
     assert_eq!(recorded.trim(), new.pid.to_string());
     assert_eq!(get_status(bin.addr, "/livez"), Some(200));
