@@ -458,4 +458,5 @@ async fn an_upgrade_stop_skips_the_drain_delay_and_is_named_in_the_report() {
     assert_eq!(report.cause, Stop::Upgrade { new_pid: 4242 });
     assert_eq!(report.outcome, Outcome::Drained);
     assert!(report.lame_duck < Duration::from_secs(5), "{report:?}");
+    assert_eq!(report.lame_duck_end, lameduck::LameDuckEnd::Upgrade);
 }
