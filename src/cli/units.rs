@@ -8,9 +8,13 @@
 //! wrong in small ways (`1m30s` refused, `2MB` read as 2 MiB).
 //!
 //! What is ours is the bounds. A value far past what a flag can mean is a
-//! typo (`15h` for `15s`) or a misunderstanding, and refusing it at
-//! start-up, with the bound in the message, is cheaper than finding out
-//! in the middle of a shutdown. Each flag's help states its bounds.
+//! typo or a misunderstanding, and refusing it at start-up, with the bound
+//! in the message, is cheaper than finding out in the middle of a
+//! shutdown. Each flag's help states its bounds. A bound is where a value
+//! stops making sense for that flag, not a typo detector: `15h` for `15s`
+//! is refused by `--drain-delay` and `--header-read-timeout` (at most an
+//! hour) and by the graces (at most a minute), but `--shutdown-timeout`,
+//! `--idle-timeout` and `--request-timeout` take it (at most a day).
 
 use std::time::Duration;
 

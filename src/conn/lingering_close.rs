@@ -23,7 +23,7 @@
 //!
 //! hyper half-closes through `poll_shutdown` once it is done with an
 //! HTTP/1 connection after a response; the connection's IO
-//! (`conn_io::ConnIo`) hands that call to [`Linger::poll_close`], which
+//! (`conn::io::ConnIo`) hands that call to [`Linger::poll_close`], which
 //! does both steps. A well-behaved client closes as soon as it has read
 //! the response, so the wait is about one round trip.
 //!
