@@ -432,7 +432,10 @@ fn the_checks_find_the_tests_and_the_docs_they_read() {
         "in_flight_request_completes_with_connection_close",
     ] {
         assert!(names.tests.contains(name), "test {name} not found");
-        assert!(!names.used_by_the_code(name), "{name} counted as a non-test");
+        assert!(
+            !names.used_by_the_code(name),
+            "{name} counted as a non-test"
+        );
     }
     let docs: Vec<String> = docs().iter().map(Doc::name).collect();
     for name in ["README.md", "src/lib.rs"] {

@@ -7,8 +7,8 @@
 //! response makes its kernel throw that response away: the client sees
 //! "connection reset" for a request that was in fact answered. The unread
 //! bytes are usually the client's next request, sent on a keep-alive
-//! connection just as the server decided to close it (the race drawn in
-//! the README's "Restarts" section), or the rest of a body the server did
+//! connection just as the server decided to close it (the race explained
+//! in `keepalive_grace`), or the rest of a body the server did
 //! not read.
 //!
 //! So closing after a response is done in two steps, like nginx's
