@@ -211,9 +211,7 @@ fn defined_tests(text: &str) -> Vec<String> {
         let mut open_attribute = !line.ends_with(']');
         while i < lines.len() {
             let next = lines[i];
-            if open_attribute {
-                open_attribute = !next.ends_with(']');
-            } else if next.starts_with("#[") {
+            if open_attribute || next.starts_with("#[") {
                 open_attribute = !next.ends_with(']');
             } else if !(next.is_empty() || next.starts_with("//")) {
                 break;
