@@ -13,6 +13,12 @@
 //! at most the batch it is in — shutdown never waits on a long purge, and
 //! every committed batch stays done. The token also goes into the store,
 //! where a batch that sees it before committing rolls back.
+//!
+//! [`crate::Server::add_worker`] is how it is started: the server spawns
+//! each worker with the shutdown's `closing` token, which the drain
+//! cancels, waits for it with the connections, and aborts, at the forced
+//! close, one that has not returned. The report counts both
+//! (`workers_stopped`, `workers_aborted`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

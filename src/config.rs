@@ -3,7 +3,8 @@
 //! The library never reads flags or the environment: the binary builds a
 //! [`Config`] from the command line (see [`crate::cli`]) and tests build one
 //! by hand. Each field names the Go `http.Server` setting it stands in for,
-//! so the mapping in the README can be checked against the code.
+//! so the mapping in the crate's "From Go to Rust" table can be checked
+//! against the code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

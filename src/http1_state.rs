@@ -11,7 +11,7 @@
 //! | accepted | `conn::serve` | `Head`, since the accept |
 //! | a head is complete | the service, when hyper calls it | `Busy` |
 //! | the response is written | the response body, when hyper drops it | `Idle` |
-//! | a byte of the next head | the IO (`conn_io`), on a read | `Head` |
+//! | a byte of the next head | the IO (`conn::io`), on a read | `Head` |
 //!
 //! The times are taken lazily. A step only says *that* it happened;
 //! [`ConnState::now`], called by the connection's timer

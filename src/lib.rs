@@ -5,24 +5,26 @@
 //! started from: a walk through graceful shutdown of Go's `http.Server`
 //! (`Shutdown`, `RegisterOnShutdown`, a failing health check, a drain
 //! delay, a `closing` channel, a background `runCleaner`). Go names from it
-//! are given beside their Rust counterparts.
+//! are given beside their Rust counterparts: see [From Go to
+//! Rust](#from-go-to-rust) below.
 //!
 //! # The shutdown story
 //!
-//! A SIGTERM arrives ([`signals`] turns it into a token). The server enters
-//! the **lame-duck** phase: `/healthz` starts answering 503 so load
-//! balancers stop sending traffic, the on-shutdown [`hooks`] fire, and for
-//! `drain_delay` everything else carries on. Then the **drain**: the
-//! listener is closed so new connections are refused, every connection is
-//! told to finish (HTTP/1 responses carry `Connection: close`, keep-alive
-//! connections close once idle, after a short grace if they were just used
-//! so that a client's next request is not cut off; HTTP/2 gets GOAWAY),
-//! event streams send a last
-//! `shutdown` event, and background workers are cancelled. The server waits
-//! — on events, not a polling loop — until all of it is done, or until
-//! `shutdown_timeout`. If the deadline comes first, requests still waiting
-//! for an answer get `503` + `Retry-After`, and after a short grace the rest
-//! is aborted; a second signal aborts at once. Finally one log line, the
+//! A SIGTERM arrives ([`process::signals`] turns it into a token). The
+//! server enters the **lame-duck** phase: `/healthz` starts answering 503 so
+//! load balancers stop sending traffic, the on-shutdown hooks fire, and for
+//! `drain_delay` everything else carries on (or less: it ends once every
+//! health checker has seen the 503, [`health_checkers`]). Then the
+//! **drain**: the listener is closed so new connections are refused, every
+//! connection is told to finish (HTTP/1 responses carry `Connection:
+//! close`, keep-alive connections close once idle, after a short grace if
+//! they were just used so that a client's next request is not cut off;
+//! HTTP/2 gets GOAWAY), event streams send a last `shutdown` event, and
+//! background workers are cancelled. The server waits — on events, not a
+//! polling loop — until all of it is done, or until `shutdown_timeout`. If
+//! the deadline comes first, requests still waiting for an answer get
+//! `503` + `Retry-After`, and after a short grace the rest is aborted; a
+//! second signal aborts at once. Finally one log line, the
 //! [`ShutdownReport`], says what happened, and the exit code says whether
 //! anything was forced.
 //!
@@ -31,59 +33,155 @@
 //!
 //! # Layout
 //!
-//! - [`server`]: the shutdown phases, top to bottom — start here.
-//! - [`shutdown_state`]: the phase and the tokens of the shutdown, with one
-//!   owner; the order of the drain is written there.
-//! - `accept_loop`: accept, reap, stop when told.
-//! - `conn_limit`: `--max-connections`, on the metrics' own counts.
-//! - `drain`: waiting for what still runs, and forcing it.
-//! - `connection`: one connection: protocol sniff, hyper, told of the
-//!   drain by the `closing` token.
-//! - `http1_state`: what an HTTP/1 connection is doing (reading a head,
-//!   busy, idle) and since when, one store per step.
-//! - `http1_deadlines`: one lazy timer per HTTP/1 connection for Go's
-//!   `ReadHeaderTimeout` + `IdleTimeout` and the drain's keep-alive grace.
-//! - `conn_io`: the connection's IO as hyper sees it: the sniffed bytes
-//!   replayed, the first byte of a head noticed, the close.
-//! - `write_stall`: a peer that stops reading is cut off.
-//! - `keepalive_grace`: at the drain, idle HTTP/1 keep-alive connections
-//!   close without racing the client's next request.
-//! - `lingering_close`: a close after a response reads what the client
-//!   still sends, so no reset destroys the response.
-//! - `executor`: where HTTP/2 stream tasks run, so a forced close reaches
-//!   them.
-//! - `h2_idle`: Go's `IdleTimeout` for HTTP/2, and how an HTTP/2
-//!   connection ends, at the drain or when idle: GOAWAY, then the close.
-//! - `accept_errors`: accept errors, classified, with back-off.
-//! - [`listener`]: the listening socket, inherited (`LISTEN_FDS`) or built
-//!   with socket2.
-//! - `phase`: the phases, as a small state machine ([`Phase`]).
-//! - [`health_checkers`]: `--drain-checks`: the lame-duck phase ends once
-//!   every load balancer has seen `/healthz` fail, not after a blind sleep.
-//! - [`hooks`]: on-shutdown callbacks (`RegisterOnShutdown`).
-//! - [`report`]: the shutdown report and exit code.
-//! - [`signals`]: SIGTERM/SIGINT/SIGHUP → triggers. The only module that
-//!   knows about signals.
+//! The folders follow the signal. One SIGTERM, from the signal to the exit
+//! code, is six files:
+//!
+//! 1. [`process::signals`] (`src/process/signals.rs`): SIGTERM/SIGINT/SIGHUP
+//!    → triggers. The only module that knows about OS signals.
+//! 2. `server` (`src/server/mod.rs`): [`Server::run`], the seven steps of
+//!    the shutdown, top to bottom — start here.
+//! 3. `shutdown` (`src/shutdown/mod.rs`): [`ShutdownState`], the phase and
+//!    the tokens of the shutdown, with one owner; the order of the drain is
+//!    written there.
+//! 4. `server::drain` (`src/server/drain.rs`): waiting for what still runs
+//!    (connections, HTTP/2 streams, writes, workers), and forcing it.
+//! 5. `server::report` (`src/server/report.rs`): the [`ShutdownReport`] and
+//!    the exit code.
+//! 6. `src/main.rs`: the binary, which exits with that code.
+//!
+//! What the drain waits for, and everything around it, by folder:
+//!
+//! - `server`: also `accept_loop` (accept, reap, stop when told),
+//!   `accept_errors` (classified, with back-off), `hooks` (on-shutdown
+//!   callbacks, `RegisterOnShutdown`), `tally` (how the waited-for tasks
+//!   ended) and `timeline` (when each phase began).
+//! - `shutdown`: also `phase` (the phases as a small state machine,
+//!   [`Phase`]), [`health_checkers`] (`--drain-checks`), `stop` (why the
+//!   server stops, [`Stop`]) and `token_wait` (`TokenWait`: waiting on a
+//!   shutdown token for one relaxed load per poll).
+//! - `conn` (`src/conn/mod.rs`): one connection, from the protocol sniff to
+//!   the close, told of the drain by the `closing` token. Beside it: `io`
+//!   (the connection's IO as hyper sees it), `limit` (`--max-connections`),
+//!   `write_stall` (a peer that stops reading is cut off),
+//!   `lingering_close` (no reset destroys a response), `http1_deadlines`
+//!   (one lazy timer for Go's `ReadHeaderTimeout` + `IdleTimeout`),
+//!   `keepalive_grace` (the keep-alive race at the drain), `h2_idle` (Go's
+//!   `IdleTimeout` for HTTP/2, and GOAWAY) and `executor` (where HTTP/2
+//!   stream tasks run, so a forced close reaches them).
+//! - `http1_state`: what an HTTP/1 connection is doing (`Activity`: reading
+//!   a head, busy, idle) and since when, one store per step.
+//! - [`process`]: also [`process::listener`] (the listening socket,
+//!   inherited or built with socket2) and [`process::notify`] (telling
+//!   systemd: ready, reloading, stopping).
 //! - [`upgrade`]: SIGHUP → a new process on the same socket, then the old
 //!   one drains (start, ready, exit).
-//! - [`notify`]: telling systemd (`sd_notify`): ready, reloading, stopping.
 //! - `service`: routing and handlers; how cancellation reaches work.
 //! - [`store`]: the item store; every call takes a cancellation token.
-//!   SQLite in WAL mode on a file (`--db`), Postgres (`--db postgres://…`),
-//!   or memory: reads interrupted (Postgres: a cancel request) when their
-//!   request goes away, writes that commit or roll back whole, and a
-//!   store closed after the drain.
+//!   SQLite, PostgreSQL or memory; what survives what.
 //! - [`cleaner`]: the background worker (the article's `runCleaner`).
-//! - `metrics`: counters for `/metrics`.
-//! - [`config`], [`cli`]: settings, and the command line that fills them.
-//! - `fuzzing`: the fuzz targets' entry points, also replayed by `cargo test`.
-//! - `testing`: the HTTP/1 response reader and the load generator that the
-//!   tests, the fuzz checker and the benches share.
+//! - `app`, `config`, [`cli`], `metrics`, `logging` (in the binary): the
+//!   shared state, the settings, the command line that fills them, the
+//!   counters for `/metrics`, and the log set-up.
+//! - `fuzzing`, `testing`: the fuzz targets' entry points, also replayed by
+//!   `cargo test`; the HTTP/1 response reader and the load generator that
+//!   the tests, the fuzz checker and the benches share. They are the test
+//!   harness, built only with the `test-harness` feature (`cargo test`,
+//!   `cargo bench` and the fuzz crate turn it on).
 //!
-//! The last two are the test harness, built only with the `test-harness`
-//! feature (`cargo test`, `cargo bench` and the fuzz crate turn it on).
-//! Modules shown without a link are internal: they are the server's
-//! machinery, read in the source rather than used from outside.
+//! Modules shown without a link are internal: read them with
+//! `cargo doc --document-private-items`, or in the source.
+//!
+//! # From Go to Rust
+//!
+//! | Go (the article) | lameduck | proven by |
+//! |---|---|---|
+//! | `server.Shutdown(ctx)` | [`Server::run`], steps 3–4: drop the listener, cancel `closing` (`ShutdownState::begin_drain`), `server::drain::InFlight::drain` | `tests/shutdown.rs`: `in_flight_request_completes_with_connection_close`, `new_connections_are_refused_after_the_drain_delay`, `a_thousand_idle_keep_alive_connections_do_not_delay_the_exit` |
+//! | `context.WithTimeout(.., 15*time.Second)` for `Shutdown` | `--shutdown-timeout`; the deadline branch of `InFlight::drain` | `the_deadline_answers_a_stuck_request_503_and_exits_1`; `tests/binary.rs`: `the_deadline_forces_the_close_with_code_1` |
+//! | `server.Close()` | step 5: `InFlight::force`, `InFlight::abort_all` (`JoinSet::abort_all`), `ShutdownState::abort_everything` (the stream executor's token, `conn::executor`) | `a_second_trigger_forces_the_close_at_once`; `tests/http2.rs`: `a_forced_close_stops_h2_stream_tasks`; `tests/binary.rs`: `a_second_signal_exits_promptly_with_code_1` |
+//! | `srv.RegisterOnShutdown(f)` | [`Server::on_shutdown`], `ShutdownHooks::fire` (`server::hooks`) | `hooks_run_exactly_once` |
+//! | `store.List(r.Context())` | the handler future dropped by hyper + the `request_token()` drop guard (`service`) + [`store::Store`] methods taking a `CancellationToken` | `tests/service.rs`: `a_client_leaving_cancels_the_work_it_started`; `tests/storage.rs`: `a_client_leaving_mid_search_interrupts_the_statement_within_100ms`, `the_shutdown_deadline_interrupts_a_running_search` |
+//! | `signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)` | [`process::signals::install`] → [`process::signals::Triggers`] `{ shutdown, force }` | `tests/binary.rs`: `sigterm_drains_in_flight_work_and_exits_0`, `sigint_also_shuts_down_gracefully` |
+//! | `ReadTimeout` / `ReadHeaderTimeout` | `--header-read-timeout`: `Http1Deadlines` (`conn::http1_deadlines`), from the activity in `http1_state`, and the sniff deadline (`conn`); the body part: the `read_body` deadline → 408 (`service::items`) | `tests/limits.rs`: `an_unfinished_request_head_is_cut_at_the_header_timeout`, `a_silent_connection_is_cut_at_the_header_timeout`, `a_body_not_received_in_time_gets_408` |
+//! | `WriteTimeout` | `--request-timeout`: `guarded` (`service`) for the handler, `WriteStall` (`conn::write_stall`) for a peer that stops reading | `a_handler_past_the_request_timeout_gets_503_and_its_work_stops`, `an_event_stream_outlives_the_request_timeout`; `tests/hostile.rs`: `a_client_that_never_reads_is_cut_off_after_the_write_stalls` |
+//! | `IdleTimeout` | `--idle-timeout`: `Http1Deadlines` for HTTP/1; `StreamCount::idle_for` and GOAWAY (`conn::h2_idle`) for HTTP/2 | `an_idle_keep_alive_connection_is_closed_at_the_idle_timeout_not_the_header_timeout`, `a_second_head_started_but_not_finished_is_cut_at_the_header_timeout`; `tests/http2.rs`: `an_idle_h2c_connection_gets_goaway_then_is_closed_at_the_idle_timeout`, `an_idle_h2c_connection_that_ignores_goaway_is_closed_a_second_later` |
+//! | `HEAD` and `OPTIONS *`, answered by `net/http` and the `ServeMux` | `Reply::finish` and `head::without_body`; the `Allow` lists and `respond::unhandled_method` (`service`) | `tests/http_semantics.rs`: `head_over_h2c_answers_like_get_without_a_data_byte`, `head_over_http1_answers_like_get_without_a_body`, `options_star_lists_the_servers_methods` |
+//! | (none: Go closes idle keep-alive connections at once, racing the client's next request) | `--keepalive-grace`: `keepalive_grace::close_at`, applied by `Http1Deadlines`, and `last_if_draining` (`service`); a close after a response lingers unless the client asked for it and sent nothing more (`conn::lingering_close`) | `tests/keepalive_race.rs`: `clients_racing_the_drain_get_every_answer`, `a_connection_idle_longer_than_the_grace_closes_at_once`, `a_response_is_not_cut_by_a_reset_when_the_client_sent_more`, `a_client_that_asked_to_close_is_not_waited_for`, `a_client_that_asked_to_close_but_sent_more_still_gets_its_whole_response` |
+//! | `var shuttingDown atomic.Bool` | `ShutdownState::is_shutting_down`, over a `PhaseCell` (`shutdown::phase`), read by `healthz` (`service::health`) | `healthz_flips_to_503_during_the_drain_delay_while_requests_are_served`; `tests/binary.rs`: `the_health_check_fails_during_the_drain_delay` |
+//! | `time.Sleep(3 * time.Second)` before `Shutdown` | `--drain-delay`: the lame-duck `Acceptor::accept_until` (`server::accept_loop`); `--drain-checks` ends it once the balancers have seen `/healthz` fail ([`health_checkers`]) | `healthz_flips_to_503_during_the_drain_delay_while_requests_are_served`; `tests/drain_checks.rs`: `the_phase_ends_on_the_checks_soon_after_the_nth_failure`, `with_no_checker_the_phase_lasts_the_whole_cap` |
+//! | `closing <-chan struct{}` | the `closing` token of [`ShutdownState`]; `EventStream::poll_frame` (`service::event_stream`) | `the_event_stream_ends_with_its_final_event` |
+//! | `runCleaner(ctx)` | [`cleaner::run`] via [`Server::add_worker`] | `the_cleaner_stops_when_the_drain_begins` |
+//! | `TestHandlerContextCanceled` | a pre-cancelled token at the store layer ([`store`]) | `tests/storage.rs`: `a_cancelled_token_returns_cancelled_without_touching_the_database`; the store contract (`tests/support/contract.rs`, run on the memory store, SQLite and PostgreSQL): `a_cancelled_token_returns_cancelled_at_once_from_every_method` |
+//! | "back-end writes left half done" | writes as tracked tasks with their own token, one transaction each ([`store::sqlite`], `service::items`) | `tests/storage.rs`: `a_write_whose_client_left_commits_and_the_drain_waits_for_it`, `a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace`; `tests/storage_binary.rs`: `every_acknowledged_write_survives_sigterm_and_the_exit_is_clean` |
+//! | — (no built-in equivalent; the Go library is cloudflare's tableflip: `Upgrade()`, `Ready()`, `Exit()`) | SIGHUP → `Upgrader::serve`: start, ready, exit ([`upgrade`]) | `tests/upgrade.rs`: `three_upgrades_under_load_fail_no_request`, `the_file_replaced_on_disk_is_what_the_upgrade_runs`, `a_failed_upgrade_keeps_the_old_process_serving_and_reaps_the_new_one`, `sighup_during_an_upgrade_is_ignored_and_sigterm_stops_the_new_process`, `every_item_acknowledged_across_an_upgrade_is_kept` |
+//! | tableflip's `Fds.Listen` / `coreos/go-systemd` `activation.Listeners()` | [`process::listener::take_inherited`] (the `listenfd` crate) | `tests/systemd.rs`: `socket_activation_serves_the_inherited_socket` |
+//! | `coreos/go-systemd` `daemon.SdNotify` | [`process::notify::Notifier`] (the `sd-notify` crate) | `tests/systemd.rs`: `the_notify_socket_hears_ready_reloading_mainpid_and_stopping` |
+//!
+//! # Where the semantics differ from Go
+//!
+//! - **Header and idle timeouts.** Go's `ReadHeaderTimeout` (or
+//!   `ReadTimeout`) runs from the first byte of a request; `IdleTimeout`
+//!   bounds the wait for it. lameduck does the same, and like Go times the
+//!   *first* request on a connection from the accept. For HTTP/2, hyper has
+//!   no idle timeout; lameduck counts each connection's open streams
+//!   (`conn::h2_idle`) and closes the connection once none has been open
+//!   for `--idle-timeout`, as Go's HTTP/2 server does, and like Go it says
+//!   so first: GOAWAY with `NO_ERROR` and the last stream it took. hyper's
+//!   GOAWAY comes in two steps (the highest id, then after a PING round
+//!   trip the real last id); a client that never answers the PING is
+//!   closed a second later, Go's `goAwayTimeout`.
+//! - **`HEAD` and `OPTIONS`.** Go's `net/http` answers `HEAD` by running the
+//!   `GET` handler and discarding what it writes, over HTTP/1 and HTTP/2.
+//!   hyper discards the body for HTTP/1 only. lameduck serves `HEAD` on
+//!   every route that serves `GET`, on both protocols: the same handler
+//!   runs, the body is replaced by an empty one, and `Content-Length` is
+//!   the length `GET` would send. Over HTTP/1.1 that answer does not say
+//!   `Transfer-Encoding: chunked` as `GET`'s does (RFC 9112 allows both).
+//!   Go's `http.Server` answers `OPTIONS *` itself, 200 with no `Allow`;
+//!   here `OPTIONS` on a path is 204 with the path's `Allow`, and
+//!   `OPTIONS *` is 204 with every method the server takes.
+//! - **`ReadTimeout` for the body** becomes part of `--request-timeout`: a
+//!   body still arriving at the request deadline is answered `408` and the
+//!   connection closed. Go just fails the read.
+//! - **`WriteTimeout`** in Go sets a deadline on the socket write; a handler
+//!   that overruns it keeps running and its write fails. Here
+//!   `--request-timeout` drops the handler (so its work stops) and answers
+//!   `503`. Event streams are exempt: they end on shutdown instead. Writing
+//!   the answer is bounded separately: a write that makes no progress for
+//!   `--request-timeout` closes the connection, a limit on a *stall*, not
+//!   on the whole write, so a slow reader that keeps reading is never cut
+//!   off.
+//! - **Close at the deadline.** Go's `Shutdown` returns
+//!   `context.DeadlineExceeded` and leaves the connections to you; `Close`
+//!   then resets them. lameduck first answers requests that have not
+//!   started responding with `503` + `Retry-After` + `Connection: close`
+//!   (bounded by `--force-grace`, default 1 s), then aborts the rest.
+//! - **Hooks run in order.** Go starts a goroutine per `RegisterOnShutdown`
+//!   hook. lameduck runs them one after another, in the order they were
+//!   registered, on one blocking thread; a panicking hook is logged and
+//!   does not stop the ones after it. Neither waits for them.
+//! - **Idle keep-alive connections at the drain.** Go's `Shutdown` closes
+//!   every idle connection at once and again every poll interval, so a
+//!   client that sends its next request at that moment gets a reset.
+//!   lameduck keeps a connection used within `--keepalive-grace` (250 ms)
+//!   open, answers its next request with `Connection: close`, and closes it
+//!   when the grace ends; only connections idle for longer close at once
+//!   (`conn::keepalive_grace`). Both linger after a close that follows a
+//!   response: Go half-closes and waits 500 ms (`rstAvoidanceDelay`) when
+//!   the request body was not all read; lameduck does it after every
+//!   response it closes on, reading until the client's FIN, at most 1 s or
+//!   64 KiB, unless the client asked to close, sent no body, and nothing it
+//!   sent is waiting unread (`conn::lingering_close`).
+//! - **A second signal.** After `signal.NotifyContext`'s `stop()`, a second
+//!   Ctrl-C kills a Go process with no report. Here it is a deliberate
+//!   forced close that still logs the report and exits 1.
+//! - **Malformed query strings.** Go's `r.URL.Query()` drops a pair with a
+//!   bad escape without a word and hands over bytes that are not UTF-8 as
+//!   they are. lameduck answers `400` for either: a request is not served
+//!   with half its parameters.
+//! - **New connections during the drain.** Go serves a connection accepted
+//!   just before `Shutdown` (state `StateNew`) if its request arrives. So
+//!   does lameduck: a connection whose first bytes arrive after the drain
+//!   began is served one request with `Connection: close`.
 
 mod app;
 pub mod cleaner;

@@ -8,19 +8,23 @@
 //! wrong in small ways (`1m30s` refused, `2MB` read as 2 MiB).
 //!
 //! What is ours is the bounds. A value far past what a flag can mean is a
-//! typo (`15d` for `15s`) or a misunderstanding, and refusing it at
-//! start-up, with the bound in the message, is cheaper than finding out
-//! in the middle of a shutdown. Each flag's help states its bounds.
+//! typo or a misunderstanding, and refusing it at start-up, with the bound
+//! in the message, is cheaper than finding out in the middle of a
+//! shutdown. Each flag's help states its bounds. A bound is where a value
+//! stops making sense for that flag, not a typo detector: `15h` for `15s`
+//! is refused by `--drain-delay` and `--header-read-timeout` (at most an
+//! hour) and by the graces (at most a minute), but `--shutdown-timeout`,
+//! `--idle-timeout` and `--request-timeout` take it (at most a day).
 
 use std::time::Duration;
 
 /// How the help and the errors describe the accepted durations.
-pub(crate) const DURATION_FORMS: &str = "a number and a unit (us, ms, s, m, h or d; \
+pub const DURATION_FORMS: &str = "a number and a unit (us, ms, s, m, h or d; \
     long names such as sec, min, hours also work), combined or with a fraction: \
     250ms, 15s, 1m30s, 1.5s; or a bare 0";
 
 /// How the help and the errors describe the accepted sizes.
-pub(crate) const SIZE_FORMS: &str = "bytes (65536), or a number and a unit: \
+pub const SIZE_FORMS: &str = "bytes (65536), or a number and a unit: \
     KB, MB, GB (powers of 1000; also K, M, G) or KiB, MiB, GiB (powers of 1024; \
     also Ki, Mi, Gi), in any case, with a fraction if you like (1.5MiB)";
 
@@ -31,31 +35,31 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// `--drain-delay`: at most an hour, the longest deregistration delay a
 /// common load balancer takes (AWS ALB: 3600 s).
-pub(crate) const MAX_DRAIN_DELAY: Duration = HOUR;
+pub const MAX_DRAIN_DELAY: Duration = HOUR;
 /// `--shutdown-timeout`, `--idle-timeout`, `--request-timeout`,
 /// `--cleanup-interval`: at most a day. Past that the value no longer
 /// bounds anything a person would wait for.
-pub(crate) const MAX_LONG_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_LONG_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// `--header-read-timeout`, `--upgrade-timeout`: at most an hour. A request
 /// head takes milliseconds, a start-up seconds; an hour is already
 /// generous.
-pub(crate) const MAX_START_TIMEOUT: Duration = HOUR;
+pub const MAX_START_TIMEOUT: Duration = HOUR;
 /// `--force-grace`, `--keepalive-grace`: at most a minute. Both are short
 /// extensions of a shutdown already under way (time to write the 503s,
 /// time for a client's next request), not second drains.
-pub(crate) const MAX_GRACE: Duration = MINUTE;
+pub const MAX_GRACE: Duration = MINUTE;
 /// The least value of a duration that must not be zero
 /// (`--cleanup-interval`, `--upgrade-timeout`).
-pub(crate) const MIN_POSITIVE: Duration = Duration::from_millis(1);
+pub const MIN_POSITIVE: Duration = Duration::from_millis(1);
 
 /// `--max-body`: at most 1 GiB. A body is held in memory whole before it
 /// is handled.
-pub(crate) const MAX_BODY: u64 = 1 << 30;
+pub const MAX_BODY: u64 = 1 << 30;
 /// `--max-header-bytes`: at least 8 KiB, hyper's smallest read buffer.
-pub(crate) const MIN_HEADER_BYTES: u64 = 8 << 10;
+pub const MIN_HEADER_BYTES: u64 = 8 << 10;
 /// `--max-header-bytes`: at most 1 MiB, Go's `DefaultMaxHeaderBytes`. A
 /// head larger than that is an attack, not a request.
-pub(crate) const MAX_HEADER_BYTES: u64 = 1 << 20;
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 /// Reads a duration with `humantime`, with an error that says what is
 /// accepted.

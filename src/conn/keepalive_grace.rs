@@ -31,6 +31,26 @@
 //!
 //! HTTP/2 needs none of this: its GOAWAY names the last stream the server
 //! will process, so the client knows which requests ran.
+//!
+//! # Why 250 ms
+//!
+//! The default comes from the restart bench (`benches/restart.rs`) with
+//! SIGHUP upgrades, 10 upgrades per load, 32 workers, and
+//! `LAMEDUCK_KEEPALIVE_GRACE` set per run. Failed requests per upgrade:
+//!
+//! | `--keepalive-grace` | back-to-back keep-alive | 10 ms think time | churn |
+//! |---|---:|---:|---:|
+//! | 0 (close idle connections at once) | 6.4 | 0.2 | 0.0 |
+//! | 10ms | 0.0 | 2.6 | 0.0 |
+//! | 50ms | 0.0 | 0.0 | 0.0 |
+//! | 250ms | 0.0 | 0.0 | 0.0 |
+//!
+//! A grace shorter than the clients' pause between requests only moves
+//! the race to the end of the grace (10 ms against a 10 ms think time is
+//! worse than none). 250 ms covers clients that pause for up to about a
+//! fifth of a second, and it is also the most a drain waits for
+//! connections that are only pooled, not used: a drain of 10,000
+//! connections all used within the last 250 ms takes 250 ms.
 
 use std::time::{Duration, Instant};
 

@@ -7,8 +7,8 @@
 //! response makes its kernel throw that response away: the client sees
 //! "connection reset" for a request that was in fact answered. The unread
 //! bytes are usually the client's next request, sent on a keep-alive
-//! connection just as the server decided to close it (the race drawn in
-//! the README's "Restarts" section), or the rest of a body the server did
+//! connection just as the server decided to close it (the race explained
+//! in `keepalive_grace`), or the rest of a body the server did
 //! not read.
 //!
 //! So closing after a response is done in two steps, like nginx's
@@ -23,7 +23,7 @@
 //!
 //! hyper half-closes through `poll_shutdown` once it is done with an
 //! HTTP/1 connection after a response; the connection's IO
-//! (`conn_io::ConnIo`) hands that call to [`Linger::poll_close`], which
+//! (`conn::io::ConnIo`) hands that call to [`Linger::poll_close`], which
 //! does both steps. A well-behaved client closes as soon as it has read
 //! the response, so the wait is about one round trip.
 //!

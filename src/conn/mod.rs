@@ -17,6 +17,29 @@
 //! and the open-connection count are released by `Drop`, so they are
 //! released however the task ends — finished, errored, or aborted at the
 //! deadline.
+//!
+//! The accept loop sets `TCP_NODELAY` on every accepted socket.
+//!
+//! # What a hostile client can do
+//!
+//! What a client can do to a connection, what the server does about it,
+//! and the test that proves it. The tests run over real loopback sockets
+//! in `cargo test`; the fuzz targets (`fuzz/`) are replayed on their corpus
+//! by `tests/fuzz_corpus.rs`.
+//!
+//! | hostile client | what the server does | proved by |
+//! |---|---|---|
+//! | **Slowloris**: 200 connections sending a head one byte per 500 ms | each is closed at the header timeout counted from the accept (`--header-read-timeout`), without an answer; `/healthz` keeps answering within 1 s | `slowloris_connections_are_closed_at_the_header_timeout` |
+//! | **Slow body**: a body trickled a byte at a time | cut at `--request-timeout` with **408** and `Connection: close`; the handler stops | `a_body_trickled_byte_by_byte_gets_408_at_the_request_timeout` |
+//! | **Never reads**: pipelines requests for a large response and reads nothing | a write that makes no progress for `--request-timeout` fails and the connection is closed (`write_stall`); it cannot hold the drain | `a_client_that_never_reads_is_cut_off_after_the_write_stalls`, `a_client_that_never_reads_does_not_hold_the_shutdown` |
+//! | **Connection flood** past `--max-connections` | the accept loop stops at the limit (the kernel backlog holds the rest), so memory is bounded; served again as soon as the flood leaves | `a_connection_flood_is_held_at_the_limit_and_the_server_recovers` |
+//! | **fd exhaustion** (`EMFILE`) | the accept loop backs off 10 ms → 1 s, logs `accept failed; backing off` at most once a second, and recovers when connections close | `out_of_file_descriptors_backs_off_without_spinning_and_recovers` |
+//! | a head over `--max-header-bytes`, or more than 100 header fields | **431**, connection closed | `a_head_over_max_header_bytes_gets_431`, `more_than_100_header_fields_gets_431` |
+//! | `Content-Length` **and** `Transfer-Encoding` | hyper reads the body as chunked (RFC 9112 §6.1) and closes the connection after the answer, so nothing smuggled behind the body is read | `content_length_with_transfer_encoding_gets_400_and_close` |
+//! | two differing `Content-Length`s, an invalid chunk size, garbage | **400**, connection closed | `differing_duplicate_content_lengths_get_400_and_close`, `an_invalid_chunk_size_gets_400_and_close`, `garbage_instead_of_a_request_gets_400` |
+//! | an idle HTTP/2 connection, even one that leaves the GOAWAY's PING unanswered | GOAWAY, then closed (`h2_idle`) | `an_idle_h2c_connection_gets_goaway_then_is_closed_at_the_idle_timeout`, `an_idle_h2c_connection_that_ignores_goaway_is_closed_a_second_later` |
+//! | **all of the above during a drain** while five creates are mid-body at SIGTERM | the process drains and exits **0** well within `--shutdown-timeout`; all five creates get 201 | `every_hostile_client_at_once_cannot_stop_a_clean_drain` |
+//! | arbitrary bytes, chunked any way, with the shutdown signal at any read | no panic, no hang, well-formed responses, and every response written after the signal carries `Connection: close` (HTTP/2: whole frames, GOAWAY) | the fuzz targets `http1_connection` and `h2_connection` |
 
 pub(crate) mod executor;
 pub(crate) mod h2_idle;

@@ -7,6 +7,16 @@
 //! of an upgrade ([`crate::upgrade`]). Then nothing is bound: the socket
 //! already listens, and connections that arrived before we started wait in
 //! its queue.
+//!
+//! A socket built here is built by hand (socket2) for two settings that
+//! matter at a restart. Dropping the listener at the start of the drain is
+//! what refuses new connections
+//! (`new_connections_are_refused_after_the_drain_delay`). `SO_REUSEADDR`
+//! is what lets a restarted instance bind the port while the old one's
+//! connections sit in `TIME_WAIT`
+//! (`a_restarted_server_can_bind_its_port_while_old_connections_linger`).
+//! The backlog (`--backlog`) is explicit: it is where connections wait
+//! while the accept loop is at `--max-connections`.
 
 use std::io;
 use std::net::SocketAddr;

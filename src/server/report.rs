@@ -1,5 +1,23 @@
 //! What a shutdown did, in numbers: logged as one line and turned into the
 //! exit code.
+//!
+//! [`ShutdownReport`] holds the time in each phase (`lame_duck_ms`,
+//! `drain_ms`, `force_ms`) and what ended the lame-duck phase
+//! ([`LameDuckEnd`]: the checks, the cap, a second signal, or an upgrade,
+//! which has no lame-duck phase), the connections drained versus aborted,
+//! the requests completed during the drain, the requests answered `503` at
+//! the deadline, the streams ended, the workers stopped or aborted, and
+//! the hooks fired. [`ShutdownReport::log`] writes it as one structured
+//! line (target `lameduck::server::report`), for example:
+//!
+//! ```text
+//! INFO lameduck::server::report: shutdown report cause="signal" outcome="drained" lame_duck_ms=2003 lame_duck_end="cap" drain_ms=1711 force_ms=0 conns_at_drain=1 conns_drained=1 conns_aborted=0 requests_during_drain=1 refused_at_deadline=0 streams_ended=0 workers_stopped=1 workers_aborted=0 hooks_fired=0
+//! ```
+//!
+//! [`Outcome`] says whether anything had to be forced, and
+//! [`ShutdownReport::exit_code`] turns it into the process's exit code:
+//! 0 when everything drained, 1 when the deadline or a second signal
+//! forced the close. `main` exits with it.
 
 use std::time::Duration;
 

@@ -18,7 +18,7 @@
 //!
 //! When the flag is off, none of this exists: the service holds no peer
 //! and `call` takes the branch that wraps nothing, so the request path
-//! pays one branch (see the README's Performance section for the figures).
+//! pays one branch.
 
 use std::net::SocketAddr;
 use std::pin::Pin;

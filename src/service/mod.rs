@@ -29,6 +29,18 @@
 //! drops the guard, which cancels the token, which the detached work
 //! watches. See `slow.rs` for the pattern and [`crate::store`] for the token
 //! reaching the store.
+//!
+//! # Every waiting handler gets the same guarantees
+//!
+//! `guarded` wraps every "work" route: a panic becomes a `500` for that
+//! request only, and the server keeps serving; past `--request-timeout`
+//! the handler is dropped (so its work stops) and answered `503` (`408`
+//! while the body is still arriving); when the shutdown deadline passes, a
+//! handler that has not answered is dropped and answered `503` +
+//! `Retry-After` + `Connection: close`, an answer a client can retry,
+//! instead of a reset. The deadline is waited on like the drain, for one
+//! relaxed load per poll (`shutdown::token_wait`). Instant routes skip all
+//! of that.
 
 mod access_log;
 mod conn_body;

@@ -33,6 +33,109 @@
 //!
 //! The store is the last thing the shutdown closes ([`Store::close`]),
 //! after the drain has waited for the last write.
+//!
+//! # Where the data lives
+//!
+//! | setting | meaning |
+//! |---|---|
+//! | `--db PATH` / `LAMEDUCK_DB` | the SQLite file; default `lameduck.db` in the working directory, created if missing |
+//! | `--db :memory:` | the in-memory [`MemoryStore`]: nothing touches the disk, everything is gone at exit |
+//! | `--db postgres://user@host:port/dbname` | the [`PostgresStore`]: a PostgreSQL database, over a small pool of `tokio-postgres` connections (no TLS: a URL asking for it is a start-up error) |
+//! | `--cleanup-interval`, `--cleanup-batch` | how often the cleaner purges expired items (default `60s`), and at most how many per transaction (default `500`) |
+//!
+//! Next to the file, SQLite keeps `PATH-wal` (committed writes not yet
+//! copied into the main file) and `PATH-shm` (the index that lets several
+//! processes share the WAL). After a clean exit the last connection copies
+//! the WAL back and removes both; after a crash they hold committed data,
+//! so copy all three files together, or use SQLite's `.backup`.
+//!
+//! `:memory:` means the `MemoryStore`, not SQLite's own in-memory
+//! database: that one belongs to one connection, and the SQLite store uses
+//! five (one writer, four readers, so reads never queue behind writes).
+//!
+//! Two processes can use the same file at once: that is a rolling restart
+//! or an upgrade, the old instance draining while the new one starts.
+//! Readers never wait for the writer in WAL mode; writers take the write
+//! lock with `BEGIN IMMEDIATE` and wait for the other process's writer up
+//! to the 5 s `busy_timeout`; should that run out, the client gets `503` +
+//! `Retry-After`. The `-shm` file is shared memory, so both processes must
+//! be on one host. The schema is versioned with `PRAGMA user_version`;
+//! missing migrations run at start-up in one `BEGIN IMMEDIATE`
+//! transaction, so two instances starting together migrate once, and a
+//! file from a newer version is refused (exit 2).
+//!
+//! Choose PostgreSQL when the instances run on several hosts and must
+//! share one set of items, or when the database must outlive and be
+//! backed up apart from any one of them. For shutdown, what changes with
+//! it: the schema is migrated under `pg_advisory_xact_lock`; a database
+//! that cannot be reached at start-up is retried for about 10 s, each
+//! attempt logged, then the binary exits 2 with one line; a database that
+//! goes away *after* start-up makes reads and writes `503` + `Retry-After`
+//! until it is back, while `/livez` stays `200`.
+//!
+//! # Why writes are not cancelled by a client leaving
+//!
+//! A read belongs to its request: if the client leaves, nobody wants the
+//! answer. A write does not. Whether an item exists must not depend on
+//! when a client gave up: it may have timed out a millisecond before the
+//! commit, and it may retry and look for the item. So `POST` and `DELETE`
+//! run the store call as a task of their own (`ShutdownState::spawn_write`,
+//! a `TaskTracker`); the handler only waits for its result, and dropping
+//! the handler drops the wait, not the write. The drain waits for those
+//! tasks as it waits for connections, within the same `shutdown_timeout`,
+//! even when the client has already gone (`server::drain`). Each write is
+//! one transaction (an item and its event in `item_events`), so a
+//! half-written item, an item row without its event, never exists.
+//!
+//! # What survives what
+//!
+//! | event | in-flight reads | in-flight writes | acknowledged (`201`) writes | exit |
+//! |---|---|---|---|---|
+//! | SIGTERM, drain finishes in time | answered | finish and commit; their clients get their `201` (or, if they left, the item is stored anyway) | all stored | 0 |
+//! | `shutdown_timeout` passes | interrupted; `503` + `Retry-After` | told to roll back, given up to `force_grace`; their clients get `503` (nothing stored) | all stored | 1 |
+//! | second signal | interrupted; connections aborted | rolled back; connections aborted | all stored | 1 |
+//! | SIGKILL, OOM kill | gone | gone: an uncommitted transaction is discarded when the database is next opened | all stored (SQLite: `PRAGMA integrity_check` is `ok`) | — |
+//! | power loss, kernel crash | gone | gone | all stored (SQLite: `synchronous = FULL`, see `schema.rs`) | — |
+//!
+//! With `:memory:` every acknowledged item lasts until the process exits,
+//! and nothing after. One window is unavoidable anywhere: a write that has
+//! already started its `COMMIT` when the force comes, or when the process
+//! dies, completes, and its client may never hear so. An item can exist
+//! that its client was not told about; never the reverse, and never half
+//! of one.
+//!
+//! # What `/metrics` shows of the store
+//!
+//! | metric | meaning |
+//! |---|---|
+//! | `lameduck_queries_interrupted_total` | reads stopped because their request went away (SQLite: `sqlite3_interrupt`; PostgreSQL: a cancel request) |
+//! | `lameduck_writes_during_drain_total` | writes that committed after the drain began |
+//! | `lameduck_cleaner_batches_total` | cleaner transactions committed |
+//! | `lameduck_store_reads_running` | reads running now |
+//! | `lameduck_store_writes_open` | write transactions open now |
+//! | `lameduck_writes_rolled_back_total` | write transactions rolled back by a forced shutdown |
+//!
+//! # How the stores are tested
+//!
+//! The store contract (a pre-cancelled token returns `Cancelled` at once
+//! from every method, `list` and `search` page by id, every acknowledged
+//! write is visible to the next read) is one suite, `tests/support/contract.rs`,
+//! run on the memory store and SQLite in `tests/storage.rs` and on
+//! PostgreSQL in `tests/postgres.rs`. `tests/storage.rs` then checks
+//! SQLite's own promises in-process (interrupted reads, writes that commit
+//! or roll back whole, the cleaner's batches), and `tests/storage_binary.rs`
+//! the real binary: 8 clients writing through SIGTERM (exit 0) and SIGKILL
+//! (integrity `ok`) lose no acknowledged item, and two instances on one
+//! file serve every write and read-back without an error.
+//!
+//! The PostgreSQL tests (`tests/postgres.rs`, `tests/postgres_binary.rs`)
+//! start a throwaway server of their own for each test (`initdb` and
+//! `pg_ctl` on a free loopback port; under root as the `postgres` user), so
+//! they need PostgreSQL's server binaries, on `PATH` or in Debian's
+//! `/usr/lib/postgresql/NN/bin`. A plain `cargo test` ignores them; run
+//! them with `cargo test --test postgres --test postgres_binary -- --ignored`
+//! after `apt-get install postgresql`. Asked for without PostgreSQL, they
+//! fail and say so; they never skip.
 
 mod memory;
 mod name;

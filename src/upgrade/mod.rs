@@ -28,6 +28,43 @@
 //! in WAL mode for exactly that ([`crate::store`]).
 //!
 //! The service manager is told along the way ([`crate::process::notify`]).
+//!
+//! # Why the socket is handed over, not bound again
+//!
+//! The other way to restart is `SO_REUSEPORT`: the new process binds the
+//! same port with a listener of its own, and the old one closes its own.
+//! But each listener has its own accept queue, and the kernel spreads new
+//! connections across them; when the old process closes its listener, the
+//! connections queued on it (handshakes completed, not yet accepted) are
+//! **reset**. Linux can move them to another listener instead, but only
+//! with `net.ipv4.tcp_migrate_req=1` (5.14 and later), a system-wide
+//! setting an application cannot count on. With one socket handed from
+//! process to process there is one queue, and whichever process accepts,
+//! nothing queued is lost. The same handover is what systemd's socket
+//! activation does at start ([`crate::process::listener`]).
+//!
+//! # What the pieces are, and why
+//!
+//! - **The path recorded at start-up** ([`Origin`]), not
+//!   `/proc/self/exe`: that link is the *running* inode, which after a
+//!   deploy is the old, deleted file. Replace the file by renaming a new
+//!   one over it; a symlink is resolved once, at start-up.
+//! - **`LISTEN_PID`** must be the new process's own pid, known only after
+//!   `fork`, when only async-signal-safe calls are allowed. The `execve` is
+//!   prepared before the fork with room for the digits; the child writes
+//!   its pid there and calls `execve` itself (`start.rs`).
+//! - **The ready pipe** (`ready.rs`, [`ReadySignal`]): a byte means ready;
+//!   end of file without one means the new process died, at once, with no
+//!   timeout to wait out. A health check through the socket could not
+//!   tell: the old process might answer it.
+//! - **Who tells systemd what** ([`crate::process::notify`]): the old
+//!   process sends `RELOADING=1` at the SIGHUP, then `MAINPID=` and
+//!   `READY=1` for the new one, then falls silent while it drains; the new
+//!   one says nothing until it is the main process. A failed upgrade ends
+//!   with `READY=1` and a `STATUS=` saying it failed.
+//!
+//! After a successful upgrade the old process logs no `lame_duck` phase:
+//! its report says `cause="upgrade"` and `lame_duck_end="upgrade"`.
 
 mod ready;
 mod start;
