@@ -20,8 +20,8 @@ pub const DEFAULT_DRAIN_CHECKS: u32 = 3;
 /// The default `keepalive_grace`. A client that reuses a keep-alive
 /// connection does so within a round trip plus its own think time; a
 /// quarter of a second covers a busy client with room to spare, and keeps
-/// the drain of connections that are merely pooled, not used, short. See
-/// the README's "Restarts" section for the measurement.
+/// the drain of connections that are merely pooled, not used, short. The
+/// measurement is in `conn::keepalive_grace`.
 pub const DEFAULT_KEEPALIVE_GRACE: Duration = Duration::from_millis(250);
 
 /// Server settings. `Config::default()` is what `lameduck` runs with when no

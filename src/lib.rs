@@ -183,6 +183,11 @@
 //!   does lameduck: a connection whose first bytes arrive after the drain
 //!   began is served one request with `Connection: close`.
 
+// The book is read with `--document-private-items` (the README says so):
+// the machinery lives in crate-private modules, and the docs of public
+// items link into it on purpose.
+#![allow(rustdoc::private_intra_doc_links)]
+
 mod app;
 pub mod cleaner;
 pub mod cli;

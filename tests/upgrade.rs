@@ -97,7 +97,12 @@ fn the_file_replaced_on_disk_is_what_the_upgrade_runs() {
     };
     assert_eq!(field(&report, "lame_duck_end"), "upgrade", "{report}");
     assert_eq!(bin.exit_code_within(WITHIN), 0);
-    assert_eq!(bin.count_logs("phase=\"lame_duck\""), 0, "{:#?}", bin.logs());
+    assert_eq!(
+        bin.count_logs("phase=\"lame_duck\""),
+        0,
+        "{:#?}",
+        bin.logs()
+    );
     let recorded = fs::read_to_string(&marker).expect("the new file ran");
     assert_eq!(recorded.trim(), new.pid.to_string());
     assert_eq!(get_status(bin.addr, "/livez"), Some(200));

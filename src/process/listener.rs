@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 ///   elsewhere instead of hanging in a queue nobody reads.
 ///
 /// No `SO_REUSEPORT`: two processes each with their own listener on the
-/// port is not how an upgrade hands over (see the README's "Restarts"):
+/// port is not how an upgrade hands over (see `crate::upgrade`):
 /// closing one of them resets what is queued on it.
 ///
 /// Must be called inside a Tokio runtime.

@@ -317,7 +317,7 @@ pub struct StoreCounters {
 ///
 /// * `postgres://…` or `postgresql://…`: a [`PostgresStore`]
 ///   ([`PostgresStore::connect`]: retried while the database is
-///   unreachable, for [`postgres::STARTUP_CONNECT_WAIT`]);
+///   unreachable, for `STARTUP_CONNECT_WAIT`, 10 s);
 /// * `:memory:`: a [`MemoryStore`] (the old throwaway behaviour: nothing
 ///   touches the disk, everything is gone at exit);
 /// * any other value: a path, a [`SqliteStore`] on that file, created if

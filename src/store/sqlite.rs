@@ -391,7 +391,7 @@ impl Steps {
     }
 
     /// A create is half done: the test hook's moment (see
-    /// [`SqliteStore::with_step_hook`]). Nothing at all in the shipped
+    /// `SqliteStore::with_step_hook`). Nothing at all in the shipped
     /// build.
     fn half_done(&self) {
         #[cfg(feature = "test-harness")]
