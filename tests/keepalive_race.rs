@@ -90,11 +90,7 @@ async fn a_recently_used_connection_is_answered_with_connection_close_during_the
     assert!(!http::read_response(&mut conn).await.unwrap().closes());
 
     server.shutdown();
-    server
-        .wait_until(STOP, "draining", |app| {
-            app.shutdown.phase() == Phase::Draining
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::Draining).await;
     http::send_get(&mut conn, "/livez").await;
     let res = http::read_response(&mut conn).await.expect("an answer");
     assert_eq!(res.status, 200);
