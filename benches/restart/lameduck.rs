@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ::lameduck::testing::binary::Lameduck as Process;
+
 use super::process::{self, Exit, Log};
 use super::target::{BoxError, Restarted, Target};
 
@@ -38,8 +40,8 @@ pub struct Lameduck {
     args: Vec<String>,
     restart: Restart,
     addr: SocketAddr,
-    /// The process serving now.
-    pid: i32,
+    /// The process serving now; `None` between an exit and the next start.
+    serving: Option<Process>,
     log: Log,
 }
 
@@ -52,16 +54,16 @@ impl Lameduck {
             args: args.iter().map(|a| a.to_string()).collect(),
             restart,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            pid: 0,
+            serving: None,
             log: Log::default(),
         };
         server.spawn()?;
         Ok(server)
     }
 
-    /// The process serving now.
+    /// The process serving now (0 if none).
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.serving.as_ref().map_or(0, Process::pid)
     }
 
     /// Every stderr line so far, the last `n`.
@@ -71,18 +73,15 @@ impl Lameduck {
 
     /// Starts a process on `self.addr` and waits for its `listening on`.
     fn spawn(&mut self) -> Result<(), BoxError> {
-        match process::spawn_lameduck(&self.log, &self.bin, self.addr, &self.args, STEP_LIMIT) {
-            Ok((pid, addr)) => {
-                self.addr = addr;
-                self.pid = pid;
-                Ok(())
-            }
-            Err(e) => Err(self.failed(&e)),
-        }
+        let command = Process::command(&self.bin, self.addr, &self.args);
+        let serving = Process::spawn(&self.log, command, STEP_LIMIT)?;
+        self.addr = serving.addr();
+        self.serving = Some(serving);
+        Ok(())
     }
 
     fn upgrade(&mut self) -> Result<Restarted, BoxError> {
-        let old = self.pid;
+        let old = self.pid();
         let mark = self.log.mark();
         process::signal(old, libc::SIGHUP)?;
         // The old process's exit, once seen, and when.
@@ -127,7 +126,7 @@ impl Lameduck {
             None => process::wait_exit(old, STEP_LIMIT)
                 .ok_or_else(|| self.failed(&format!("pid {old} did not exit after upgrading")))?,
         };
-        self.pid = new_pid;
+        self.serving = Some(Process::adopt(new_pid, self.addr, &self.log));
         Ok(Restarted {
             old_pid: Some(old),
             new_pid: Some(new_pid),
@@ -136,25 +135,25 @@ impl Lameduck {
     }
 
     fn naive(&mut self) -> Result<Restarted, BoxError> {
-        let old = self.pid;
+        let old = self.pid();
         let old_exit = self.terminate()?;
         self.spawn()?;
         Ok(Restarted {
             old_pid: Some(old),
-            new_pid: Some(self.pid),
+            new_pid: Some(self.pid()),
             old_exit: Some(old_exit),
         })
     }
 
     /// SIGTERM to the serving process, and its exit.
     fn terminate(&mut self) -> Result<Exit, BoxError> {
-        let pid = self.pid;
-        process::signal(pid, libc::SIGTERM)?;
-        let exit = process::wait_exit(pid, STEP_LIMIT);
-        self.pid = 0;
-        exit.ok_or_else(|| {
-            let _ = process::signal(pid, libc::SIGKILL);
-            self.failed(&format!("pid {pid} did not exit after SIGTERM"))
+        let Some(serving) = self.serving.take() else {
+            return Err(self.failed("no process to terminate"));
+        };
+        serving.signal(libc::SIGTERM)?;
+        // A process that does not exit is killed as `serving` drops.
+        serving.wait_exit(STEP_LIMIT).ok_or_else(|| {
+            self.failed(&format!("pid {} did not exit after SIGTERM", serving.pid()))
         })
     }
 
@@ -176,7 +175,7 @@ impl Target for Lameduck {
     }
 
     fn stop(&mut self) -> Result<(), BoxError> {
-        if self.pid == 0 {
+        if self.serving.is_none() {
             return Ok(());
         }
         match self.terminate()? {
@@ -189,18 +188,19 @@ impl Target for Lameduck {
 impl Drop for Lameduck {
     fn drop(&mut self) {
         // Never leave a server behind, even when a run fails halfway: the
-        // serving process, and any process an upgrade started that the
-        // bench lost track of (one whose report came too late).
-        let mut pids = vec![self.pid];
-        pids.extend(self.log.all_after(0, |l| {
+        // serving process (killed as `serving` drops), and any process an
+        // upgrade started that the bench lost track of (one whose report
+        // came too late).
+        let serving = self.pid();
+        let pids = self.log.all_after(0, |l| {
             l.split("new_pid=")
                 .nth(1)?
                 .split(' ')
                 .next()?
                 .parse::<i32>()
                 .ok()
-        }));
-        for pid in pids.into_iter().filter(|&pid| pid > 0) {
+        });
+        for pid in pids.into_iter().filter(|&pid| pid > 0 && pid != serving) {
             if process::try_exit(pid).is_none() {
                 let _ = process::signal(pid, libc::SIGKILL);
                 let _ = process::wait_exit(pid, Duration::from_secs(5));
