@@ -7,17 +7,18 @@
 //! is the tests' side of it: the binary this build made, and a panic, with
 //! the logs, wherever a step fails.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use lameduck::testing::binary::Lameduck;
+use lameduck::testing::load::{self, Load, Plan, Record};
 use lameduck::testing::process::{self, Exit, Log};
+use tokio_util::sync::CancellationToken;
 
 /// How long the binary may take to log `listening on`.
 const START_LIMIT: Duration = Duration::from_secs(20);
@@ -172,53 +173,41 @@ pub fn is_running(pid: u32) -> bool {
     process::is_running(pid as i32)
 }
 
-/// A few clients in a loop, each sending `GET path` on a fresh connection
-/// with `Connection: close`, counting answers and failures until stopped.
-/// Bounded: at most `MAX_REQUESTS` per client.
+/// A few clients of the library's load generator (`testing::load`), each
+/// sending `GET /api/items` on a fresh connection with `Connection:
+/// close`, on a runtime of their own, until stopped (at most a minute).
 pub struct RequestLoop {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    clients: Vec<JoinHandle<Vec<String>>>,
+    answered: Arc<AtomicU64>,
+    stop: CancellationToken,
+    runtime: tokio::runtime::Runtime,
+    run: tokio::task::JoinHandle<Record>,
 }
 
 impl RequestLoop {
-    const MAX_REQUESTS: u64 = 50_000;
-
     /// Starts `clients` clients against `addr`.
-    pub fn start(addr: SocketAddr, path: &str, clients: usize) -> RequestLoop {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let clients = (0..clients)
-            .map(|_| {
-                let (stop, ok, path) = (stop.clone(), ok.clone(), path.to_string());
-                std::thread::spawn(move || {
-                    let mut failures = Vec::new();
-                    for _ in 0..Self::MAX_REQUESTS {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        match get_once(addr, &path) {
-                            Ok(200) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(status) => failures.push(format!("status {status}")),
-                            Err(e) => failures.push(e.to_string()),
-                        }
-                    }
-                    failures
-                })
-            })
-            .collect();
-        RequestLoop { stop, ok, clients }
+    pub fn start(addr: SocketAddr, clients: usize) -> RequestLoop {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime for the clients");
+        let plan = Plan::new(addr, Load::Churn, clients);
+        let (answered, stop) = (plan.answered.clone(), CancellationToken::new());
+        let run = runtime.spawn({
+            let stop = stop.clone();
+            async move { load::run(&plan, stop).await }
+        });
+        RequestLoop {
+            answered,
+            stop,
+            runtime,
+            run,
+        }
     }
 
     /// Requests answered 200 so far.
     pub fn ok(&self) -> u64 {
-        self.ok.load(Ordering::Relaxed)
+        self.answered.load(Relaxed)
     }
 
     /// Waits until `more` further requests have been answered: proof that
-    /// the server is answering *now*.
+    /// the server is answering *now*. Polls: the count has no event.
     pub fn wait_for_more(&self, more: u64, within: Duration) {
         let (target, start) = (self.ok() + more, Instant::now());
         while self.ok() < target {
@@ -229,31 +218,17 @@ impl RequestLoop {
 
     /// Stops the clients; returns (answered, failures).
     pub fn stop(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let failures = self
-            .clients
-            .into_iter()
-            .flat_map(|c| c.join().expect("client thread"))
+        self.stop.cancel();
+        let record = self
+            .runtime
+            .block_on(self.run)
+            .expect("the load did not panic");
+        let failures = record
+            .failures()
+            .map(|(at, verdict)| format!("{} at {at:?}", verdict.name()))
             .collect();
-        (self.ok.load(Ordering::Relaxed), failures)
+        (record.total().ok, failures)
     }
-}
-
-/// One `GET` on a fresh connection; the status, or why there was none.
-fn get_once(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let head = String::from_utf8_lossy(&answer);
-    head.strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))
 }
 
 /// Runs `lameduck --addr 127.0.0.1:0 ARGS…` with `envs` until it listens,
