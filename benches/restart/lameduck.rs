@@ -11,7 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::lameduck::testing::binary::Lameduck as Process;
 
@@ -21,10 +21,6 @@ use super::target::{BoxError, Restarted, Target};
 /// How long a start, an upgrade or a shutdown may take before the bench
 /// calls it failed. lameduck's own deadline is 15 s.
 const STEP_LIMIT: Duration = Duration::from_secs(30);
-
-/// How long after a process's exit its last stderr lines may still be
-/// on their way through the pipe to the bench's reader thread.
-const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 /// Which restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,56 +77,14 @@ impl Lameduck {
     }
 
     fn upgrade(&mut self) -> Result<Restarted, BoxError> {
-        let old = self.pid();
-        let mark = self.log.mark();
-        process::signal(old, libc::SIGHUP)?;
-        // The old process's exit, once seen, and when.
-        let mut exited: Option<(Exit, Instant)> = None;
-        let new_pid = process::poll_until(STEP_LIMIT, || {
-            let reported = self.log.find_after(mark, |l| {
-                let rest = l.split("cause=\"upgrade\"").nth(1)?;
-                rest.split("new_pid=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-            if let Some(pid) = reported {
-                return Some(Ok(pid));
-            }
-            if exited.is_none() {
-                exited = process::try_exit(old).map(|exit| (exit, Instant::now()));
-            }
-            // The report is the old process's last line, written just
-            // before it exits: it may still be in the pipe when the exit is
-            // seen. Only an exit with no report for a while is a failure (a
-            // process that does not know SIGHUP dies of it).
-            match exited {
-                Some((exit, at)) if at.elapsed() > LAST_LINES_WAIT => Some(Err(exit)),
-                _ => None,
-            }
-        });
-        let new_pid: i32 = match new_pid {
-            Some(Ok(pid)) => pid,
-            Some(Err(exit)) => {
-                return Err(self.failed(&format!(
-                    "pid {old} ended without reporting an upgrade ({exit:?})"
-                )));
-            }
-            None => return Err(self.failed(&format!("pid {old} reported no upgrade"))),
+        let Some(serving) = self.serving.as_mut() else {
+            return Err(self.failed("no process to upgrade"));
         };
-        let old_exit = match exited {
-            Some((exit, _)) => exit,
-            // The report is its last line; the exit follows.
-            None => process::wait_exit(old, STEP_LIMIT)
-                .ok_or_else(|| self.failed(&format!("pid {old} did not exit after upgrading")))?,
-        };
-        self.serving = Some(Process::adopt(new_pid, self.addr, &self.log));
+        let done = serving.upgrade(STEP_LIMIT)?;
         Ok(Restarted {
-            old_pid: Some(old),
-            new_pid: Some(new_pid),
-            old_exit: Some(old_exit),
+            old_pid: Some(done.old_pid),
+            new_pid: Some(done.new_pid),
+            old_exit: Some(done.old_exit),
         })
     }
 
@@ -150,11 +104,7 @@ impl Lameduck {
         let Some(serving) = self.serving.take() else {
             return Err(self.failed("no process to terminate"));
         };
-        serving.signal(libc::SIGTERM)?;
-        // A process that does not exit is killed as `serving` drops.
-        serving.wait_exit(STEP_LIMIT).ok_or_else(|| {
-            self.failed(&format!("pid {} did not exit after SIGTERM", serving.pid()))
-        })
+        Ok(serving.terminate(STEP_LIMIT)?)
     }
 
     fn failed(&self, what: &str) -> BoxError {

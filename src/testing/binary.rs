@@ -11,9 +11,23 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::testing::process::{self, Exit, Log};
+
+/// How long after a process's exit its last stderr lines may still be on
+/// their way through the pipe to the reader thread.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
+
+/// What one SIGHUP upgrade did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upgraded {
+    /// The process that was serving, and how it ended.
+    pub old_pid: i32,
+    pub old_exit: Exit,
+    /// The process serving now, named by the old one's report.
+    pub new_pid: i32,
+}
 
 /// A `lameduck` process: one this process started, or one it adopted (the
 /// new process of an upgrade). Dropping it kills the process if it still
@@ -100,6 +114,78 @@ impl Lameduck {
             addr,
             log: log.clone(),
         }
+    }
+
+    /// The in-place upgrade: SIGHUP, then the old process's `shutdown
+    /// report cause="upgrade" new_pid=N` line and its exit, each within
+    /// `within`. From then on this handle is the new process (adopted: be
+    /// a subreaper to learn its exit code). An old process that exits
+    /// without the report (one that does not know SIGHUP dies of it) is an
+    /// error, as is one that never reports.
+    pub fn upgrade(&mut self, within: Duration) -> Result<Upgraded, String> {
+        let old_pid = self.pid;
+        let mark = self.log.mark();
+        self.signal(libc::SIGHUP)
+            .map_err(|e| format!("SIGHUP to {old_pid}: {e}"))?;
+        // The old process's exit, once seen, and when.
+        let mut exited: Option<(Exit, Instant)> = None;
+        let reported = process::poll_until(within, || {
+            let new_pid = self.log.find_after(mark, |l| {
+                let rest = l.split("cause=\"upgrade\"").nth(1)?;
+                process::field(rest, "new_pid")?.parse().ok()
+            });
+            if let Some(pid) = new_pid {
+                return Some(Ok(pid));
+            }
+            if exited.is_none() {
+                exited = self.try_exit().map(|exit| (exit, Instant::now()));
+            }
+            // The report is the old process's last line, written just
+            // before it exits: it may still be in the pipe when the exit is
+            // seen. Only an exit with no report for a while is a failure.
+            match exited {
+                Some((exit, at)) if at.elapsed() > LAST_LINES_WAIT => Some(Err(exit)),
+                _ => None,
+            }
+        });
+        let failed = |why: String| format!("lameduck {why}; last log lines:\n{}", self.log.tail(8));
+        let new_pid = match reported {
+            Some(Ok(pid)) => pid,
+            Some(Err(exit)) => {
+                return Err(failed(format!(
+                    "{old_pid} ended without reporting an upgrade ({exit:?})"
+                )));
+            }
+            None => return Err(failed(format!("{old_pid} reported no upgrade"))),
+        };
+        let old_exit = match exited {
+            Some((exit, _)) => exit,
+            // The report is its last line; the exit follows.
+            None => self
+                .wait_exit(within)
+                .ok_or_else(|| failed(format!("{old_pid} did not exit after upgrading")))?,
+        };
+        // The old handle drops here; its process is gone already.
+        *self = Lameduck::adopt(new_pid, self.addr, &self.log);
+        Ok(Upgraded {
+            old_pid,
+            old_exit,
+            new_pid,
+        })
+    }
+
+    /// SIGTERM, and the exit within `within`. A process that does not exit
+    /// in time is killed as the handle drops.
+    pub fn terminate(&self, within: Duration) -> Result<Exit, String> {
+        self.signal(libc::SIGTERM)
+            .map_err(|e| format!("SIGTERM to {}: {e}", self.pid))?;
+        self.wait_exit(within).ok_or_else(|| {
+            format!(
+                "lameduck {} did not exit after SIGTERM; last log lines:\n{}",
+                self.pid,
+                self.log.tail(8)
+            )
+        })
     }
 
     /// The process id.
