@@ -1,5 +1,5 @@
 //! The shutdown sequence, step by step, driven in-process by tokens (the
-//! signal path itself is covered by `tests/binary.rs`).
+//! signal path itself is covered by `tests/signals_and_exit_codes.rs`).
 
 mod support;
 
