@@ -77,8 +77,9 @@
 //! - `metrics`: counters for `/metrics`.
 //! - [`config`], [`cli`]: settings, and the command line that fills them.
 //! - `fuzzing`: the fuzz targets' entry points, also replayed by `cargo test`.
-//! - `testing`: the HTTP/1 response reader and the load generator that the
-//!   tests, the fuzz checker and the benches share.
+//! - `testing`: the HTTP/1 response reader, the load generator and the
+//!   real binary as a process, which the tests, the fuzz checker and the
+//!   benches share.
 //!
 //! The last two are the test harness, built only with the `test-harness`
 //! feature (`cargo test`, `cargo bench` and the fuzz crate turn it on).

@@ -4,7 +4,7 @@
 //!
 //! The upgrades are the library's (`lameduck::testing::binary`), which the
 //! restart bench uses too, so the bench and the tests restart the server
-//! the same way; the bench itself runs in `benches_run_in_quick_mode.rs`.
+//! the same way; the bench itself runs in `restart_bench_runs_in_quick_mode.rs`.
 
 use std::collections::HashMap;
 use std::path::Path;
