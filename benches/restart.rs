@@ -42,8 +42,6 @@ mod lameduck;
 #[allow(dead_code)] // The churn bench's helpers; only two are used here.
 #[path = "churn/measure.rs"]
 mod measure;
-#[path = "restart/process.rs"]
-pub mod process;
 #[path = "restart/report.rs"]
 mod report;
 #[path = "restart/target.rs"]
@@ -55,6 +53,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ::lameduck::testing::load::{self, Load, Plan};
+pub use ::lameduck::testing::process;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -43,8 +43,6 @@ pub mod instance;
 #[allow(dead_code)] // The churn bench's helpers; only a few are used here.
 #[path = "churn/measure.rs"]
 mod measure;
-#[path = "restart/process.rs"]
-pub mod process;
 #[path = "rolling/report.rs"]
 pub mod report;
 
@@ -53,6 +51,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ::lameduck::testing::load::{self, Load, Plan, Record};
+pub use ::lameduck::testing::process;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 

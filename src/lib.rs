@@ -83,8 +83,9 @@
 //!   shared state, the settings, the command line that fills them, the
 //!   counters for `/metrics`, and the log set-up.
 //! - `fuzzing`, `testing`: the fuzz targets' entry points, also replayed by
-//!   `cargo test`; the HTTP/1 response reader and the load generator that
-//!   the tests, the fuzz checker and the benches share. They are the test
+//!   `cargo test`; the HTTP/1 response reader, the load generator and the
+//!   real binary as a process, which the tests, the fuzz checker and the
+//!   benches share. They are the test
 //!   harness, built only with the `test-harness` feature (`cargo test`,
 //!   `cargo bench` and the fuzz crate turn it on).
 //!

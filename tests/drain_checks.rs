@@ -67,11 +67,7 @@ async fn the_phase_ends_on_the_checks_soon_after_the_nth_failure() {
     .await;
 
     server.shutdown();
-    server
-        .wait_until(STOP, "draining", |app| {
-            app.shutdown.phase() >= Phase::Draining
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::Draining).await;
     let draining_at = Instant::now();
     let second_503 = seen
         .lock()
@@ -116,11 +112,7 @@ async fn a_second_signal_during_the_phase_forces_the_close() {
     })
     .await;
     server.shutdown();
-    server
-        .wait_until(STOP, "lame duck", |app| {
-            app.shutdown.phase() == Phase::LameDuck
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::LameDuck).await;
     let forced_at = Instant::now();
     server.force();
     let report = server.report_within(STOP).await;

@@ -29,11 +29,7 @@ async fn an_in_flight_h2c_stream_completes_and_its_connection_gets_goaway() {
         .await;
 
     server.shutdown();
-    server
-        .wait_until(STOP, "draining", |app| {
-            app.shutdown.phase() == Phase::Draining
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::Draining).await;
     let res = pending.await.expect("the in-flight stream is answered");
     assert_eq!(res.status(), 200);
     assert_eq!(body_text(res).await, "done\n");

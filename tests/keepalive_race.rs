@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use lameduck::testing::http1::{Method, ResponseReader};
@@ -90,11 +91,7 @@ async fn a_recently_used_connection_is_answered_with_connection_close_during_the
     assert!(!http::read_response(&mut conn).await.unwrap().closes());
 
     server.shutdown();
-    server
-        .wait_until(STOP, "draining", |app| {
-            app.shutdown.phase() == Phase::Draining
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::Draining).await;
     http::send_get(&mut conn, "/livez").await;
     let res = http::read_response(&mut conn).await.expect("an answer");
     assert_eq!(res.status, 200);
@@ -162,23 +159,49 @@ async fn a_response_is_not_cut_by_a_reset_when_the_client_sent_more() {
     )
     .into_bytes();
     sent.extend(body);
-    whole_response_after_the_close(server.addr, &sent).await;
+    whole_response_after_the_close(&server, &sent).await;
     server.shutdown();
     server.report_within(STOP).await;
 }
 
+/// How long a close lingers for a client that never sends its FIN
+/// (`LINGER_TIME` in src/conn/lingering_close.rs).
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
 /// Sends `sent` through a small receive window, reads only once the
-/// server has had time to close, and asserts that the one response came
-/// whole: no reset cut it.
-async fn whole_response_after_the_close(addr: std::net::SocketAddr, sent: &[u8]) {
+/// server has closed the connection, and asserts that the one response
+/// came whole: no reset cut it. It also asserts that the race was there to
+/// lose: the server lingered (its close took `LINGER_TIME`, waiting for a
+/// FIN this client never sends) and, when it closed, part of the response
+/// could not yet have left it, being larger than the client's window.
+async fn whole_response_after_the_close(server: &TestServer, sent: &[u8]) {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     // A small window: the response cannot all be sent before the close.
     socket.set_recv_buffer_size(1024).unwrap();
-    let mut conn = socket.connect(addr).await.unwrap();
+    let window = socket.recv_buffer_size().unwrap() as usize;
+    let connected_at = std::time::Instant::now();
+    let mut conn = socket.connect(server.addr).await.unwrap();
     conn.write_all(sent).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server's close of its socket is the event to wait for; no
+    // notifier carries it but the connection counter, which the
+    // connection task bumps as it ends, after the linger.
+    server
+        .wait_until(STOP, "the server closed the connection", |app| {
+            app.metrics.connections_closed.0.load(Relaxed) == 1
+        })
+        .await;
+    let lingered = connected_at.elapsed();
+    assert!(
+        lingered >= LINGER_TIME * 9 / 10,
+        "the server closed after {lingered:?}: it did not linger"
+    );
     let mut got = Vec::new();
     let read = tokio::time::timeout(STOP, conn.read_to_end(&mut got)).await;
+    assert!(
+        got.len() > window,
+        "the response ({} bytes) fitted in the client's window ({window} bytes): no race",
+        got.len()
+    );
     let mut reader = ResponseReader::new();
     reader.feed(&got);
     reader.end();
@@ -234,7 +257,7 @@ async fn a_client_that_asked_to_close_but_sent_more_still_gets_its_whole_respons
     let server = TestServer::start(test_config()).await;
     let mut sent = b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".to_vec();
     sent.extend(std::iter::repeat_n(b'x', 40_000));
-    whole_response_after_the_close(server.addr, &sent).await;
+    whole_response_after_the_close(&server, &sent).await;
     server.shutdown();
     server.report_within(STOP).await;
 }

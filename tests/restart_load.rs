@@ -2,26 +2,23 @@
 //! workers from `lameduck::testing::load` send requests over loopback.
 //! (Clients racing a drain in-process are in `keepalive_race.rs`.)
 //!
-//! The binary tests reuse the restart bench's process handling
-//! (`benches/restart/`), so the bench and the tests restart the server the
-//! same way; the last test runs the bench itself in its `--quick` mode.
-
-mod support;
-
-#[allow(dead_code)] // `main` and some helpers are only used by the bench binary.
-#[path = "../benches/restart.rs"]
-mod restart;
+//! The upgrades are the library's (`lameduck::testing::binary`), which the
+//! restart bench uses too, so the bench and the tests restart the server
+//! the same way; the bench itself runs in `restart_bench_runs_in_quick_mode.rs`.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use lameduck::testing::binary::{Lameduck, Upgraded};
 use lameduck::testing::load::{self, Load, Plan, Record, Work};
-use restart::process::Exit;
-use restart::target::{Restarted, Target};
-use restart::{Lameduck, Restart};
+use lameduck::testing::process::{self, Exit};
 use tokio_util::sync::CancellationToken;
+
+/// How long a start, an upgrade or a shutdown may take; lameduck's own
+/// deadline is 15 s.
+const STEP_LIMIT: Duration = Duration::from_secs(30);
 
 /// The binary tests put real load on two shared cores: one at a time.
 static ONE_LOAD_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -38,13 +35,13 @@ fn upgrades_under_load(
     work: Work,
     workers: usize,
     args: &[&str],
-) -> (Record, Vec<Restarted>, Lameduck) {
+) -> (Record, Vec<Upgraded>, Lameduck) {
     let _one = ONE_LOAD_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    restart::process::become_subreaper().expect("prctl(PR_SET_CHILD_SUBREAPER)");
+    process::become_subreaper().expect("prctl(PR_SET_CHILD_SUBREAPER)");
     let bin = Path::new(env!("CARGO_BIN_EXE_lameduck"));
-    let mut server = Lameduck::start(bin, args, Restart::Sighup).expect("lameduck starts");
+    let mut server = Lameduck::start(bin, args, STEP_LIMIT).expect("lameduck starts");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let plan = Plan {
         work,
@@ -60,7 +57,7 @@ fn upgrades_under_load(
     std::thread::sleep(pause);
     let mut upgrades = Vec::new();
     for _ in 0..UPGRADES {
-        match server.restart() {
+        match server.upgrade(STEP_LIMIT) {
             Ok(done) => upgrades.push(done),
             Err(e) => {
                 stop.cancel();
@@ -76,12 +73,12 @@ fn upgrades_under_load(
 
 /// Every upgrade replaced the process, every old process exited 0, and no
 /// two generations shared a pid.
-fn assert_clean_upgrades(upgrades: &[Restarted], server: &Lameduck) {
-    let mut pids: Vec<i32> = upgrades.iter().filter_map(|u| u.old_pid).collect();
+fn assert_clean_upgrades(upgrades: &[Upgraded], server: &Lameduck) {
+    let mut pids: Vec<i32> = upgrades.iter().map(|u| u.old_pid).collect();
     pids.push(server.pid());
     for (i, u) in upgrades.iter().enumerate() {
         assert_ne!(u.old_pid, u.new_pid, "upgrade {i}: same pid");
-        assert_eq!(u.old_exit, Some(Exit::Code(0)), "upgrade {i}: {u:?}");
+        assert_eq!(u.old_exit, Exit::Code(0), "upgrade {i}: {u:?}");
     }
     let mut unique = pids.clone();
     unique.sort_unstable();
@@ -102,10 +99,16 @@ fn assert_no_failures(record: &Record, what: &str) {
 }
 
 fn sighup_upgrades_fail_no_request(load: Load) {
-    let (record, upgrades, mut server) = upgrades_under_load(load, Work::List, 12, &[]);
+    let (record, upgrades, server) = upgrades_under_load(load, Work::List, 12, &[]);
     assert_no_failures(&record, load.name());
     assert_clean_upgrades(&upgrades, &server);
-    server.stop().expect("the last process drains and exits 0");
+    let last = server.terminate(STEP_LIMIT);
+    // `Unknown`: gone, but reaped elsewhere; only an exit code other than
+    // 0 is a failed drain.
+    assert!(
+        matches!(last, Ok(Exit::Code(0) | Exit::Unknown)),
+        "the last process drains and exits 0: {last:?}"
+    );
 }
 
 /// Back-to-back keep-alive requests from 12 workers lose nothing across
@@ -140,11 +143,17 @@ fn every_acknowledged_create_survives_sighup_upgrades() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("items.db");
     let db_arg = db.to_str().unwrap().to_owned();
-    let (record, upgrades, mut server) =
+    let (record, upgrades, server) =
         upgrades_under_load(Load::KeepAlive, Work::Create, 8, &["--db", &db_arg]);
     assert_no_failures(&record, "POST");
     assert_clean_upgrades(&upgrades, &server);
-    server.stop().expect("the last process drains and exits 0");
+    let last = server.terminate(STEP_LIMIT);
+    // `Unknown`: gone, but reaped elsewhere; only an exit code other than
+    // 0 is a failed drain.
+    assert!(
+        matches!(last, Ok(Exit::Code(0) | Exit::Unknown)),
+        "the last process drains and exits 0: {last:?}"
+    );
 
     let conn = rusqlite::Connection::open(&db).unwrap();
     let stored: HashMap<u64, String> = conn
@@ -173,48 +182,4 @@ fn every_acknowledged_create_survives_sighup_upgrades() {
     assert_eq!(record.acked.len() as u64, record.total().ok);
     drop(conn);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The restart bench in its `--quick` mode: every row runs its restarts
-/// against the binary, the SIGHUP rows' old processes exit 0, and the
-/// JSON parses back. The counts are tiny: this proves the bench works,
-/// not any figure.
-#[test]
-fn quick_restart_bench_runs_every_row() {
-    let _one = ONE_LOAD_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut opts = restart::Options::from_args(["--quick".to_owned()]).expect("options");
-    opts.bin = env!("CARGO_BIN_EXE_lameduck").into();
-    let figures = restart::run(&opts).expect("the quick bench runs");
-    let names: Vec<&str> = figures.rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "http1_sighup_keepalive_c4",
-            "http1_naive_keepalive_c4",
-            "http1_sighup_think_c4",
-            "http1_naive_think_c4",
-            "http1_sighup_churn_c4",
-            "http1_naive_churn_c4",
-        ]
-    );
-    for row in &figures.rows {
-        assert_eq!(row.error, None, "{}", row.name);
-        assert_eq!(row.restarts, opts.restarts, "{}", row.name);
-        assert!(row.ok > 0, "{}: no load", row.name);
-        for r in &row.per_restart {
-            assert_ne!(r.old_pid, r.new_pid, "{}", row.name);
-            if row.method == "sighup" {
-                assert_eq!(r.old_exit.as_deref(), Some("Code(0)"), "{}", row.name);
-            }
-        }
-    }
-    let json = std::env::temp_dir().join(format!("lameduck-restart-{}.json", std::process::id()));
-    figures.write_json(&json).expect("write JSON");
-    let text = std::fs::read_to_string(&json).expect("read JSON back");
-    let _ = std::fs::remove_file(&json);
-    let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    assert_eq!(parsed["rows"][0]["name"], "http1_sighup_keepalive_c4");
-    assert!(figures.table().contains("| `http1_naive_churn_c4` |"));
 }

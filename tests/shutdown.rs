@@ -1,5 +1,5 @@
 //! The shutdown sequence, step by step, driven in-process by tokens (the
-//! signal path itself is covered by `tests/binary.rs`).
+//! signal path itself is covered by `tests/signals_and_exit_codes.rs`).
 
 mod support;
 
@@ -63,11 +63,7 @@ async fn healthz_flips_to_503_during_the_drain_delay_while_requests_are_served()
     assert_eq!(get(server.addr, "/healthz").await.status, 200);
 
     server.shutdown();
-    server
-        .wait_until(STOP, "lame duck", |app| {
-            app.shutdown.phase() == Phase::LameDuck
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::LameDuck).await;
     let health = get(server.addr, "/healthz").await;
     assert_eq!(
         (health.status, health.text().as_str()),
@@ -102,11 +98,7 @@ async fn new_connections_are_refused_after_the_drain_delay() {
     wait_in_flight(&server, 1).await;
 
     server.shutdown();
-    server
-        .wait_until(STOP, "draining", |app| {
-            app.shutdown.phase() == Phase::Draining
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::Draining).await;
     let err = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect_err("listener must be closed");
@@ -228,11 +220,7 @@ async fn a_second_trigger_forces_the_close_at_once() {
     wait_in_flight(&server, 1).await;
 
     server.shutdown();
-    server
-        .wait_until(STOP, "draining", |app| {
-            app.shutdown.phase() == Phase::Draining
-        })
-        .await;
+    server.wait_for_phase(STOP, Phase::Draining).await;
     let started = std::time::Instant::now();
     server.force();
     let app = server.app.clone();
@@ -295,11 +283,16 @@ async fn the_event_stream_ends_with_its_final_event() {
 }
 
 /// Step 3: background workers are cancelled and awaited; the cleaner,
-/// which has been running on its ticker, stops and does not hold the exit.
+/// which has been running on its ticker, keeps running through the lame
+/// duck, stops when the drain begins, not when the drain ends, and does
+/// not hold the exit.
 #[tokio::test]
 async fn the_cleaner_stops_when_the_drain_begins() {
     let config = lameduck::Config {
         cleanup_interval: Duration::from_millis(20),
+        // Long enough for a tick between the signal and the drain even on
+        // a loaded machine.
+        drain_delay: Duration::from_secs(1),
         ..test_config()
     };
     let server = TestServer::start(config).await;
@@ -309,12 +302,39 @@ async fn the_cleaner_stops_when_the_drain_begins() {
         })
         .await;
     let app = server.app.clone();
+    // A slow request holds the drain open past the lame duck: a cleaner
+    // that stopped only when the drain ended would tick ~50 times in it.
+    let mut slow = http::connect(server.addr).await;
+    http::send_get(&mut slow, "/api/slow?ms=2000").await;
+    wait_in_flight(&server, 1).await;
 
     server.shutdown();
+    server.wait_for_phase(STOP, Phase::LameDuck).await;
+    let at_signal = app.metrics.cleaner_runs.load(Relaxed);
+    server
+        .wait_until(STOP, "the cleaner ran in the lame duck", |app| {
+            app.metrics.cleaner_runs.load(Relaxed) > at_signal
+        })
+        .await;
+    server.wait_for_phase(STOP, Phase::Draining).await;
+    let at_drain = app.metrics.cleaner_runs.load(Relaxed);
+    assert_eq!(http::read_response(&mut slow).await.unwrap().status, 200);
+
     let report = server.report_within(STOP).await;
     assert_eq!(report.outcome, Outcome::Drained);
     assert_eq!((report.workers_stopped, report.workers_aborted), (1, 0));
+    assert!(
+        report.drain >= Duration::from_millis(500),
+        "the slow request held the drain open: {report:?}"
+    );
     let runs = app.metrics.cleaner_runs.load(Relaxed);
+    // At most the purge already under way when the token fired: the
+    // cleaner checks its token before every tick.
+    assert!(
+        runs <= at_drain + 1,
+        "the cleaner ran {} times after the drain began",
+        runs - at_drain
+    );
     tokio::time::sleep(Duration::from_millis(100)).await; // five more ticks, if it were alive
     assert_eq!(
         app.metrics.cleaner_runs.load(Relaxed),
@@ -323,54 +343,80 @@ async fn the_cleaner_stops_when_the_drain_begins() {
     );
 }
 
-/// Step 2: on-shutdown hooks run once each, in order, at the first
-/// trigger — not again at the second — and a panicking or failing hook
-/// does not stop the hooks after it, or the shutdown.
+/// Step 2: on-shutdown hooks run once each, in the order they were
+/// registered, at the first trigger (while the server is a lame duck), and
+/// a panicking or failing hook does not stop the hooks after it, or the
+/// shutdown. The list of runs is complete when the channel closes, which
+/// happens only once every hook has been dropped, so a hook run again at
+/// the second trigger, or after `run` returned, would be in it.
 #[tokio::test]
-async fn hooks_run_exactly_once() {
+async fn hooks_run_once_each_in_order_at_the_first_trigger_past_a_panic() {
     let runs = Arc::new(AtomicUsize::new(0));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut server = Server::new(lameduck::Config {
-        drain_delay: Duration::from_millis(300),
+        // Long: the second trigger, not the cap, ends the lame duck, so
+        // every hook runs while the server is in it.
+        drain_delay: Duration::from_secs(30),
         ..test_config()
     });
+    let app = server.app().clone();
+    // Each hook counts itself, then reports its name and the phase it saw.
+    let hook = |name: &'static str| {
+        let (runs, tx, app) = (runs.clone(), tx.clone(), app.clone());
+        move || {
+            runs.fetch_add(1, Relaxed);
+            let _ = tx.send((name, app.shutdown.phase()));
+        }
+    };
     // Registered first, so that the hooks after it prove it was contained.
-    let panicked = runs.clone();
+    let panicking = hook("panicking");
     server.on_shutdown("panicking", move || {
-        panicked.fetch_add(1, Relaxed);
+        panicking();
         panic!("hook panic")
     });
-    let failed = runs.clone();
+    let failing = hook("failing");
     server.on_shutdown("failing", move || {
-        failed.fetch_add(1, Relaxed);
+        failing();
         Err("the hub is gone".into())
     });
     for name in ["first", "second"] {
-        let (runs, tx) = (runs.clone(), tx.clone());
+        let run = hook(name);
         server.on_shutdown(name, move || {
-            runs.fetch_add(1, Relaxed);
-            let _ = tx.send(name);
+            run();
             Ok(())
         });
     }
+    // From here only the hooks hold a sender.
+    drop((tx, app));
     let server = TestServer::start_server(server).await;
 
     server.shutdown();
     // Bounded: if a panic stopped the hooks after it, nothing would come.
     let mut fired = Vec::new();
-    for _ in 0..2 {
-        let name = tokio::time::timeout(STOP, rx.recv()).await;
-        fired.push(name.expect("a hook after the panicking one ran").unwrap());
+    for _ in 0..4 {
+        let hook = tokio::time::timeout(STOP, rx.recv()).await;
+        fired.push(hook.expect("a hook after the panicking one ran").unwrap());
     }
+    let lame_duck = |name| (name, Phase::LameDuck);
     assert_eq!(
         fired,
-        ["first", "second"],
-        "the hooks after the panic ran, in order"
+        ["panicking", "failing", "first", "second"].map(lame_duck),
+        "the hooks after the panic ran, in order, in the lame duck"
     );
     server.force(); // a second trigger must not fire them again
     let report = server.report_within(STOP).await;
     assert_eq!(report.hooks_fired, 4);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Bounded: the channel closes once the last hook is dropped.
+    let later = tokio::time::timeout(STOP, async {
+        let mut later = Vec::new();
+        while let Some(hook) = rx.recv().await {
+            later.push(hook);
+        }
+        later
+    })
+    .await
+    .expect("every hook was dropped once the server stopped");
+    assert_eq!(later, [], "a hook ran again");
     assert_eq!(runs.load(Relaxed), 4, "each hook ran exactly once");
     assert!(rx.try_recv().is_err());
 }

@@ -26,7 +26,7 @@ const REAL: &str = env!("CARGO_BIN_EXE_lameduck");
 fn three_upgrades_under_load_fail_no_request() {
     become_subreaper();
     let mut bin = Binary::start(&[]);
-    let clients = RequestLoop::start(bin.addr, "/livez", 4);
+    let clients = RequestLoop::start(bin.addr, 4);
     clients.wait_for_more(50, WITHIN);
 
     let mut serving: Option<Successor> = None;
@@ -121,7 +121,7 @@ fn a_failed_upgrade_keeps_the_old_process_serving_and_reaps_the_new_one() {
     let dir = TempDir::new("failed");
     let exe = dir.install_binary();
     let mut bin = Binary::start_from(&exe, &["--upgrade-timeout", "1s"], &[]);
-    let clients = RequestLoop::start(bin.addr, "/livez", 3);
+    let clients = RequestLoop::start(bin.addr, 3);
     clients.wait_for_more(30, WITHIN);
 
     let attempts = [

@@ -11,7 +11,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use ::lameduck::testing::binary::Lameduck as Process;
 
 use super::process::{self, Exit, Log};
 use super::target::{BoxError, Restarted, Target};
@@ -19,10 +21,6 @@ use super::target::{BoxError, Restarted, Target};
 /// How long a start, an upgrade or a shutdown may take before the bench
 /// calls it failed. lameduck's own deadline is 15 s.
 const STEP_LIMIT: Duration = Duration::from_secs(30);
-
-/// How long after a process's exit its last stderr lines may still be
-/// on their way through the pipe to the bench's reader thread.
-const LAST_LINES_WAIT: Duration = Duration::from_secs(1);
 
 /// Which restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +36,8 @@ pub struct Lameduck {
     args: Vec<String>,
     restart: Restart,
     addr: SocketAddr,
-    /// The process serving now.
-    pid: i32,
+    /// The process serving now; `None` between an exit and the next start.
+    serving: Option<Process>,
     log: Log,
 }
 
@@ -52,16 +50,16 @@ impl Lameduck {
             args: args.iter().map(|a| a.to_string()).collect(),
             restart,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            pid: 0,
+            serving: None,
             log: Log::default(),
         };
         server.spawn()?;
         Ok(server)
     }
 
-    /// The process serving now.
+    /// The process serving now (0 if none).
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.serving.as_ref().map_or(0, Process::pid)
     }
 
     /// Every stderr line so far, the last `n`.
@@ -71,91 +69,42 @@ impl Lameduck {
 
     /// Starts a process on `self.addr` and waits for its `listening on`.
     fn spawn(&mut self) -> Result<(), BoxError> {
-        match process::spawn_lameduck(&self.log, &self.bin, self.addr, &self.args, STEP_LIMIT) {
-            Ok((pid, addr)) => {
-                self.addr = addr;
-                self.pid = pid;
-                Ok(())
-            }
-            Err(e) => Err(self.failed(&e)),
-        }
+        let command = Process::command(&self.bin, self.addr, &self.args);
+        let serving = Process::spawn(&self.log, command, STEP_LIMIT)?;
+        self.addr = serving.addr();
+        self.serving = Some(serving);
+        Ok(())
     }
 
     fn upgrade(&mut self) -> Result<Restarted, BoxError> {
-        let old = self.pid;
-        let mark = self.log.mark();
-        process::signal(old, libc::SIGHUP)?;
-        // The old process's exit, once seen, and when.
-        let mut exited: Option<(Exit, Instant)> = None;
-        let new_pid = process::poll_until(STEP_LIMIT, || {
-            let reported = self.log.find_after(mark, |l| {
-                let rest = l.split("cause=\"upgrade\"").nth(1)?;
-                rest.split("new_pid=")
-                    .nth(1)?
-                    .split(' ')
-                    .next()?
-                    .parse()
-                    .ok()
-            });
-            if let Some(pid) = reported {
-                return Some(Ok(pid));
-            }
-            if exited.is_none() {
-                exited = process::try_exit(old).map(|exit| (exit, Instant::now()));
-            }
-            // The report is the old process's last line, written just
-            // before it exits: it may still be in the pipe when the exit is
-            // seen. Only an exit with no report for a while is a failure (a
-            // process that does not know SIGHUP dies of it).
-            match exited {
-                Some((exit, at)) if at.elapsed() > LAST_LINES_WAIT => Some(Err(exit)),
-                _ => None,
-            }
-        });
-        let new_pid: i32 = match new_pid {
-            Some(Ok(pid)) => pid,
-            Some(Err(exit)) => {
-                return Err(self.failed(&format!(
-                    "pid {old} ended without reporting an upgrade ({exit:?})"
-                )));
-            }
-            None => return Err(self.failed(&format!("pid {old} reported no upgrade"))),
+        let Some(serving) = self.serving.as_mut() else {
+            return Err(self.failed("no process to upgrade"));
         };
-        let old_exit = match exited {
-            Some((exit, _)) => exit,
-            // The report is its last line; the exit follows.
-            None => process::wait_exit(old, STEP_LIMIT)
-                .ok_or_else(|| self.failed(&format!("pid {old} did not exit after upgrading")))?,
-        };
-        self.pid = new_pid;
+        let done = serving.upgrade(STEP_LIMIT)?;
         Ok(Restarted {
-            old_pid: Some(old),
-            new_pid: Some(new_pid),
-            old_exit: Some(old_exit),
+            old_pid: Some(done.old_pid),
+            new_pid: Some(done.new_pid),
+            old_exit: Some(done.old_exit),
         })
     }
 
     fn naive(&mut self) -> Result<Restarted, BoxError> {
-        let old = self.pid;
+        let old = self.pid();
         let old_exit = self.terminate()?;
         self.spawn()?;
         Ok(Restarted {
             old_pid: Some(old),
-            new_pid: Some(self.pid),
+            new_pid: Some(self.pid()),
             old_exit: Some(old_exit),
         })
     }
 
     /// SIGTERM to the serving process, and its exit.
     fn terminate(&mut self) -> Result<Exit, BoxError> {
-        let pid = self.pid;
-        process::signal(pid, libc::SIGTERM)?;
-        let exit = process::wait_exit(pid, STEP_LIMIT);
-        self.pid = 0;
-        exit.ok_or_else(|| {
-            let _ = process::signal(pid, libc::SIGKILL);
-            self.failed(&format!("pid {pid} did not exit after SIGTERM"))
-        })
+        let Some(serving) = self.serving.take() else {
+            return Err(self.failed("no process to terminate"));
+        };
+        Ok(serving.terminate(STEP_LIMIT)?)
     }
 
     fn failed(&self, what: &str) -> BoxError {
@@ -176,7 +125,7 @@ impl Target for Lameduck {
     }
 
     fn stop(&mut self) -> Result<(), BoxError> {
-        if self.pid == 0 {
+        if self.serving.is_none() {
             return Ok(());
         }
         match self.terminate()? {
@@ -189,18 +138,19 @@ impl Target for Lameduck {
 impl Drop for Lameduck {
     fn drop(&mut self) {
         // Never leave a server behind, even when a run fails halfway: the
-        // serving process, and any process an upgrade started that the
-        // bench lost track of (one whose report came too late).
-        let mut pids = vec![self.pid];
-        pids.extend(self.log.all_after(0, |l| {
+        // serving process (killed as `serving` drops), and any process an
+        // upgrade started that the bench lost track of (one whose report
+        // came too late).
+        let serving = self.pid();
+        let pids = self.log.all_after(0, |l| {
             l.split("new_pid=")
                 .nth(1)?
                 .split(' ')
                 .next()?
                 .parse::<i32>()
                 .ok()
-        }));
-        for pid in pids.into_iter().filter(|&pid| pid > 0) {
+        });
+        for pid in pids.into_iter().filter(|&pid| pid > 0 && pid != serving) {
             if process::try_exit(pid).is_none() {
                 let _ = process::signal(pid, libc::SIGKILL);
                 let _ = process::wait_exit(pid, Duration::from_secs(5));

@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ::lameduck::testing::binary::Lameduck as Process;
+
 use super::BoxError;
 use super::process::{self, Exit, Log};
 
@@ -30,8 +32,8 @@ pub struct Instance {
     flags: Vec<String>,
     /// Fixed by the first start (an ephemeral port), reused after.
     pub addr: SocketAddr,
-    /// The process serving now; 0 between an exit and the next start.
-    pid: i32,
+    /// The process serving now; `None` between an exit and the next start.
+    serving: Option<Process>,
     log: Log,
 }
 
@@ -63,27 +65,30 @@ impl Instance {
             bin: bin.to_owned(),
             flags: flags.to_vec(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            pid: 0,
+            serving: None,
             log: Log::default(),
         };
         instance.spawn()?;
         Ok(instance)
     }
 
-    /// The process serving now.
+    /// The process serving now (0 if none).
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.serving.as_ref().map_or(0, Process::pid)
     }
 
     /// Sends SIGTERM and waits for the exit. `also` is called between two
     /// looks at the process, with the time since the signal, so the caller
     /// can watch something else meanwhile (the load balancer's view).
     pub fn terminate(&mut self, mut also: impl FnMut(Duration)) -> Result<Stopped, BoxError> {
-        let (pid, mark) = (self.pid, self.log.mark());
+        let Some(serving) = self.serving.take() else {
+            return Err(self.failed("terminate with no process serving"));
+        };
+        let mark = self.log.mark();
         let signalled = Instant::now();
-        process::signal(pid, libc::SIGTERM)?;
+        serving.signal(libc::SIGTERM)?;
         let exit = process::poll_until(STEP_LIMIT, || {
-            let exit = process::try_exit(pid);
+            let exit = serving.try_exit();
             if exit.is_none() {
                 also(signalled.elapsed());
             }
@@ -91,12 +96,11 @@ impl Instance {
         });
         let took = signalled.elapsed();
         let Some(exit) = exit else {
-            let _ = process::signal(pid, libc::SIGKILL);
-            let _ = process::wait_exit(pid, STEP_LIMIT);
-            self.pid = 0;
+            // Killed as `serving` drops.
+            let pid = serving.pid();
+            drop(serving);
             return Err(self.failed(&format!("pid {pid} did not exit after SIGTERM")));
         };
-        self.pid = 0;
         // The report is its last line but one, written just before the
         // exit: it may still be in the pipe.
         let report = process::poll_until(LAST_LINES_WAIT, || {
@@ -110,7 +114,7 @@ impl Instance {
 
     /// Starts the binary again on the same port and waits for it to listen.
     pub fn restart(&mut self) -> Result<(), BoxError> {
-        assert_eq!(self.pid, 0, "restart after terminate");
+        assert!(self.serving.is_none(), "restart after terminate");
         self.spawn()
     }
 
@@ -120,14 +124,12 @@ impl Instance {
     }
 
     fn spawn(&mut self) -> Result<(), BoxError> {
-        match process::spawn_lameduck(&self.log, &self.bin, self.addr, &self.flags, STEP_LIMIT) {
-            Ok((pid, addr)) => {
-                self.addr = addr;
-                self.pid = pid;
-                Ok(())
-            }
-            Err(e) => Err(self.failed(&e)),
-        }
+        let command = Process::command(&self.bin, self.addr, &self.flags);
+        let serving = Process::spawn(&self.log, command, STEP_LIMIT)
+            .map_err(|e| format!("lameduck {}: {e}", self.addr))?;
+        self.addr = serving.addr();
+        self.serving = Some(serving);
+        Ok(())
     }
 
     fn failed(&self, what: &str) -> BoxError {
@@ -137,15 +139,5 @@ impl Instance {
             self.log.tail(8)
         )
         .into()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // Never leave a server behind, even when a run fails halfway.
-        if self.pid > 0 && process::try_exit(self.pid).is_none() {
-            let _ = process::signal(self.pid, libc::SIGKILL);
-            let _ = process::wait_exit(self.pid, Duration::from_secs(5));
-        }
     }
 }

@@ -8,6 +8,11 @@
 //!   next one.
 //! - [`load`]: a load generator that records what became of every
 //!   request, for measuring restarts under load.
+//! - [`binary`]: the real binary as a process (start, wait to listen,
+//!   signal, wait for the exit), on the [`process`] primitives (stderr
+//!   lines, exits, adopting the processes an upgrade starts).
 
+pub mod binary;
 pub mod http1;
 pub mod load;
+pub mod process;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lameduck::process::signals::Triggers;
-use lameduck::{App, Config, Server, ShutdownReport};
+use lameduck::{App, Config, Phase, Server, ShutdownReport};
 use tokio::task::JoinHandle;
 
 /// A config for tests: an ephemeral port, and timeouts short enough that
@@ -94,6 +94,19 @@ impl TestServer {
             .expect("server task panicked")
     }
 
+    /// Waits until the server has reached `phase` (or gone past it), at
+    /// most `within`. It wakes on the transition itself, through the
+    /// phase's watch channel, rather than by polling `phase()`.
+    pub async fn wait_for_phase(&self, within: Duration, phase: Phase) {
+        let mut changes = self.app.shutdown.subscribe();
+        // Bounded, so a server stuck before `phase` fails the test with
+        // its name instead of hanging it.
+        tokio::time::timeout(within, changes.wait_for(|now| *now >= phase))
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for the phase {phase:?}"))
+            .expect("the sender lives in `app`, which this handle holds");
+    }
+
     /// Waits until `cond` holds on the server's state; see [`eventually`].
     pub async fn wait_until(&self, within: Duration, what: &str, cond: impl Fn(&App) -> bool) {
         eventually(within, what, || cond(&self.app)).await
@@ -102,7 +115,7 @@ impl TestServer {
 
 /// Waits until `cond` holds, re-checking every few milliseconds; panics
 /// after `within`. Only for conditions with no event to await (a counter
-/// reaching a value, a phase being entered).
+/// reaching a value); a phase has one ([`TestServer::wait_for_phase`]).
 pub async fn eventually(within: Duration, what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + within;
     while !cond() {

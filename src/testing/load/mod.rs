@@ -53,6 +53,7 @@ mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -122,6 +123,11 @@ pub struct Plan {
     /// port would count thousands of refused connects a second, and the
     /// failure count would measure the client's loop, not the server.
     pub retry_pause: Duration,
+    /// Requests answered [`Verdict::Ok`] so far, counted as they are
+    /// answered and shared by every clone of the plan: the caller's view
+    /// of the run while it runs (proof that the server answers *now*),
+    /// where the [`Record`] only comes at the end.
+    pub answered: Arc<AtomicU64>,
 }
 
 impl Plan {
@@ -137,6 +143,7 @@ impl Plan {
             run_for: Duration::from_secs(60),
             step_timeout: Duration::from_secs(5),
             retry_pause: Duration::from_millis(10),
+            answered: Arc::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! each one recorded.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,9 @@ pub(super) async fn run(
             at,
             outcome: exchange.outcome,
         });
+        if exchange.outcome == Verdict::Ok {
+            plan.answered.fetch_add(1, Relaxed);
+        }
         if let Some(acked) = acknowledged(plan.work, &exchange, name) {
             log.acked.push(acked);
         }

@@ -1,18 +1,17 @@
-//! Processes the bench starts, signals and waits for: their stderr lines,
-//! their exit, and adopting the ones they start.
+//! Processes the tests and the benches start, signal and wait for: their
+//! stderr lines, their exit, and adopting the ones they start.
 //!
 //! A SIGHUP upgrade starts the new server as a child of the old one, so
 //! after the first upgrade the serving process is not the bench's child:
 //! it is its grandchild, then its great-grandchild. To still learn how
-//! each old process exited, the bench makes itself a *child subreaper*
+//! each old process exited, the caller makes itself a *child subreaper*
 //! (`prctl(PR_SET_CHILD_SUBREAPER)`, Linux): when a parent exits, its
-//! children are re-parented to the bench instead of to init, and the bench
-//! can `waitpid` them for their exit code like its own.
+//! children are re-parented to the caller instead of to init, and it can
+//! `waitpid` them for their exit code like its own.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +39,8 @@ pub fn become_subreaper() -> std::io::Result<()> {
 #[derive(Debug, Clone, Default)]
 pub struct Log {
     lines: Arc<Mutex<Vec<String>>>,
+    /// The pipes still open: a reader thread each.
+    open: Arc<AtomicUsize>,
 }
 
 impl Log {
@@ -52,14 +53,26 @@ impl Log {
             .stderr(Stdio::piped())
             .spawn()?;
         let stderr = child.stderr.take().expect("stderr is piped");
-        let lines = self.lines.clone();
+        let (lines, open) = (self.lines.clone(), self.open.clone());
+        open.fetch_add(1, Ordering::SeqCst);
         // Ends when every process holding the pipe has exited.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line);
             }
+            open.fetch_sub(1, Ordering::SeqCst);
         });
         Ok(child)
+    }
+
+    /// Waits up to `within` until every pipe into this log has closed:
+    /// every process writing to it has exited, and its last lines are
+    /// here. False if one is still open.
+    pub fn wait_closed(&self, within: Duration) -> bool {
+        poll_until(within, || {
+            (self.open.load(Ordering::SeqCst) == 0).then_some(())
+        })
+        .is_some()
     }
 
     /// How many lines there are: a mark to search from.
@@ -77,6 +90,30 @@ impl Log {
     pub fn all_after<T>(&self, mark: usize, find: impl Fn(&str) -> Option<T>) -> Vec<T> {
         let lines = self.lines.lock().unwrap();
         lines.iter().skip(mark).filter_map(|l| find(l)).collect()
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// How many lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits up to `within` until `n` lines contain `needle`, and gives
+    /// the `n`th.
+    pub fn wait_for_nth(&self, needle: &str, n: usize, within: Duration) -> Option<String> {
+        poll_until(within, || {
+            let lines = self.lines.lock().unwrap();
+            lines
+                .iter()
+                .filter(|l| l.contains(needle))
+                .nth(n - 1)
+                .cloned()
+        })
     }
 
     /// The last `n` lines, for error messages.
@@ -159,47 +196,22 @@ pub fn poll_until<T>(within: Duration, mut ready: impl FnMut() -> Option<T>) -> 
     }
 }
 
-/// Starts `BIN --addr ADDR ARGS…` (items in memory, logs at `info`) with
-/// its stderr going into `log`, and waits up to `within` for its
-/// `listening on ADDR` line. Returns its pid and the address it listens
-/// on. If it exits first or stays silent, it is killed and reaped, and the
-/// error says which.
-pub fn spawn_lameduck(
-    log: &Log,
-    bin: &Path,
-    addr: SocketAddr,
-    args: &[String],
-    within: Duration,
-) -> Result<(i32, SocketAddr), String> {
-    let mark = log.mark();
-    let child = log
-        .spawn(
-            Command::new(bin)
-                .args(["--addr", &addr.to_string()])
-                .args(args)
-                .env("RUST_LOG", "info")
-                .env("LAMEDUCK_DB", ":memory:"),
-        )
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let pid = child.id() as i32;
-    let listening = poll_until(within, || {
-        if let Some(exit) = try_exit(pid) {
-            return Some(Err(format!("exited at start ({exit:?})")));
-        }
-        log.find_after(mark, |l| {
-            // `listening on ADDR pid=N ...`
-            let rest = l.split("listening on ").nth(1)?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .map(Ok)
-    });
-    match listening {
-        Some(Ok(addr)) => Ok((pid, addr)),
-        Some(Err(e)) => Err(e),
-        None => {
-            let _ = signal(pid, libc::SIGKILL);
-            let _ = wait_exit(pid, within);
-            Err("did not log `listening on`".into())
-        }
+/// True while `pid` exists and is not a zombie (`/proc/PID/stat` state).
+pub fn is_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
+}
+
+/// The value of `field=` in a log line (`new_pid=123` → `123`), quotes
+/// removed.
+pub fn field<'a>(line: &'a str, field: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {field}="))? + field.len() + 2;
+    let rest = &line[start..];
+    Some(rest[..rest.find(' ').unwrap_or(rest.len())].trim_matches('"'))
 }

@@ -1,6 +1,10 @@
 //! The churn benchmark (`benches/churn.rs`) in its `--quick` mode, so that
 //! `cargo test` compiles and runs every phase of it and the bench cannot
 //! rot. The counts are tiny: this proves the harness works, not any speed.
+//!
+//! A bench is its own code, so this file includes it; what the benches
+//! share with the tests (the binary as a process, the load generator) is
+//! in `lameduck::testing`.
 
 #[allow(dead_code)] // `main` and some fields are only used by the bench binary.
 #[path = "../benches/churn.rs"]
