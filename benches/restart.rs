@@ -83,7 +83,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The run the README's figures come from.
+    /// The run the figures in `benches/README.md` come from.
     pub fn full() -> Options {
         Options {
             quick: false,

@@ -87,7 +87,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The run the README's figures come from.
+    /// The run the figures in `benches/README.md` come from.
     pub fn full() -> Options {
         let flags = |s: &str| s.split_whitespace().map(str::to_owned).collect();
         Options {
