@@ -30,7 +30,8 @@ use units::{
 #[derive(Debug, Parser)]
 #[command(name = "lameduck", version, after_help = forms_help())]
 pub struct Cli {
-    /// Address to listen on; port 0 picks a free port. Ignored when a
+    /// Address to listen on: an IP address and a port (a host name is
+    /// refused, not looked up); port 0 picks a free port. Ignored when a
     /// socket is inherited (LISTEN_FDS). Go: `Server.Addr`.
     #[arg(long, env = "LAMEDUCK_ADDR", default_value = "127.0.0.1:8080", value_parser = socket_addr)]
     pub addr: SocketAddr,

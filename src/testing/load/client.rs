@@ -50,7 +50,7 @@ pub(super) struct Client {
 
 /// One request's result.
 pub(super) struct Exchange {
-    pub outcome: Verdict,
+    pub verdict: Verdict,
     /// The response, when a complete one arrived.
     pub response: Option<Response>,
 }
@@ -109,7 +109,7 @@ impl Client {
             self.conn = Some(conn);
         }
         Exchange {
-            outcome: Verdict::of_status(response.status),
+            verdict: Verdict::of_status(response.status),
             response: Some(response),
         }
     }
@@ -148,9 +148,9 @@ async fn step<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>) -> i
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
-fn failed(outcome: Verdict) -> Exchange {
+fn failed(verdict: Verdict) -> Exchange {
     Exchange {
-        outcome,
+        verdict,
         response: None,
     }
 }

@@ -16,7 +16,7 @@ use super::Verdict;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Event {
     pub at: Duration,
-    pub outcome: Verdict,
+    pub verdict: Verdict,
 }
 
 /// One worker's requests, in order, and its acknowledged creates.
@@ -35,7 +35,7 @@ pub struct Acked {
     pub name: String,
 }
 
-/// Requests counted by outcome, and the longest gap between successes.
+/// Requests counted by verdict, and the longest gap between successes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub ok: u64,
@@ -55,9 +55,9 @@ impl Counts {
         Verdict::FAILURES.iter().map(|&o| self.count(o)).sum()
     }
 
-    /// Requests that ended as `outcome`.
-    pub fn count(&self, outcome: Verdict) -> u64 {
-        match outcome {
+    /// Requests that ended as `verdict`.
+    pub fn count(&self, verdict: Verdict) -> u64 {
+        match verdict {
             Verdict::Ok => self.ok,
             Verdict::Refused => self.refused,
             Verdict::Reset => self.reset,
@@ -67,8 +67,8 @@ impl Counts {
         }
     }
 
-    fn add(&mut self, outcome: Verdict) {
-        *match outcome {
+    fn add(&mut self, verdict: Verdict) {
+        *match verdict {
             Verdict::Ok => &mut self.ok,
             Verdict::Refused => &mut self.refused,
             Verdict::Reset => &mut self.reset,
@@ -106,7 +106,7 @@ impl Record {
         events.sort_by_key(|e| e.at);
         let successes = events
             .iter()
-            .filter(|e| e.outcome == Verdict::Ok)
+            .filter(|e| e.verdict == Verdict::Ok)
             .map(|e| e.at)
             .collect();
         Record {
@@ -120,7 +120,7 @@ impl Record {
 
     /// The whole run.
     pub fn total(&self) -> Counts {
-        self.tally(Duration::ZERO, self.length)
+        self.counts(Duration::ZERO, self.length)
     }
 
     /// The requests that ended between `from` and `to`, and the longest gap
@@ -131,7 +131,7 @@ impl Record {
     /// gap in service).
     pub fn window(&self, from: Instant, to: Instant) -> Counts {
         let since = |t: Instant| t.saturating_duration_since(self.started);
-        self.tally(since(from), since(to))
+        self.counts(since(from), since(to))
     }
 
     /// The run cut into slices of `width`, in order.
@@ -139,26 +139,26 @@ impl Record {
         assert!(!width.is_zero(), "slices need a width");
         let n = self.length.as_nanos().div_ceil(width.as_nanos()).max(1);
         (0..n as u32)
-            .map(|i| self.tally(width * i, width * (i + 1)))
+            .map(|i| self.counts(width * i, width * (i + 1)))
             .collect()
     }
 
-    /// The failures, as (time since the start, outcome): for messages.
+    /// The failures, as (time since the start, verdict): for messages.
     pub fn failures(&self) -> impl Iterator<Item = (Duration, Verdict)> + '_ {
         self.events
             .iter()
-            .filter(|e| e.outcome != Verdict::Ok)
-            .map(|e| (e.at, e.outcome))
+            .filter(|e| e.verdict != Verdict::Ok)
+            .map(|e| (e.at, e.verdict))
     }
 
-    fn tally(&self, from: Duration, to: Duration) -> Counts {
+    fn counts(&self, from: Duration, to: Duration) -> Counts {
         let first = self.events.partition_point(|e| e.at < from);
-        let mut tally = Counts::default();
+        let mut counts = Counts::default();
         for e in self.events[first..].iter().take_while(|e| e.at < to) {
-            tally.add(e.outcome);
+            counts.add(e.verdict);
         }
-        tally.longest_gap = self.longest_gap(from, to);
-        tally
+        counts.longest_gap = self.longest_gap(from, to);
+        counts
     }
 
     /// The longest gap between neighbouring successes (or the last success

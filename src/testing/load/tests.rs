@@ -16,16 +16,16 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// A record of one worker whose requests ended at `events` (ms, outcome),
+/// A record of one worker whose requests ended at `events` (ms, verdict),
 /// over a run of `length_ms`.
 fn record(events: &[(u64, Verdict)], length_ms: u64) -> Record {
     let started = Instant::now();
     let log = WorkerLog {
         events: events
             .iter()
-            .map(|&(at, outcome)| Event {
+            .map(|&(at, verdict)| Event {
                 at: ms(at),
-                outcome,
+                verdict,
             })
             .collect(),
         acked: Vec::new(),
@@ -80,11 +80,11 @@ async fn a_connection_closed_between_requests_is_reopened_not_counted() {
     let mut client = Client::new(addr, Duration::from_secs(5));
     let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     let (first, _) = tokio::join!(client.request(request), answer_once_and_close(&listener));
-    assert_eq!(first.outcome, Verdict::Ok);
+    assert_eq!(first.verdict, Verdict::Ok);
     // The server has closed (its task returned after the close); on
     // loopback the FIN is in the client's socket by now.
     let (second, _) = tokio::join!(client.request(request), answer_once_and_close(&listener));
-    assert_eq!(second.outcome, Verdict::Ok);
+    assert_eq!(second.verdict, Verdict::Ok);
 }
 
 /// Accepts one connection, answers one request keep-alive, then closes it.
@@ -115,9 +115,9 @@ async fn a_close_that_crosses_the_request_is_a_failure() {
     let mut client = Client::new(addr, Duration::from_secs(5));
     let exchange = client.request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(
-        matches!(exchange.outcome, Verdict::Broken | Verdict::Reset),
+        matches!(exchange.verdict, Verdict::Broken | Verdict::Reset),
         "{:?}",
-        exchange.outcome
+        exchange.verdict
     );
     server.await.unwrap();
 }

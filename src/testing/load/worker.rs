@@ -35,15 +35,15 @@ pub(super) async fn run(
         let at = Instant::now() - started;
         log.events.push(Event {
             at,
-            outcome: exchange.outcome,
+            verdict: exchange.verdict,
         });
-        if exchange.outcome == Verdict::Ok {
+        if exchange.verdict == Verdict::Ok {
             plan.answered.fetch_add(1, Relaxed);
         }
         if let Some(acked) = acknowledged(plan.work, &exchange, name) {
             log.acked.push(acked);
         }
-        let pause = if exchange.outcome != Verdict::Ok {
+        let pause = if exchange.verdict != Verdict::Ok {
             plan.retry_pause
         } else if plan.load == Load::Think {
             THINK_TIME
