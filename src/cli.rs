@@ -205,6 +205,8 @@ fn socket_addr(value: &str) -> Result<SocketAddr, String> {
 /// what clap puts on the lines after the first kept: the values a flag
 /// takes. A value that came from a `LAMEDUCK_*` variable, not from the
 /// command line, is named by its variable, since that is where the fix is.
+/// It reads this process's own arguments and environment to tell which,
+/// so it is for the binary's `main`, not for `Cli::try_parse_from`.
 pub fn one_line_error(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
 
