@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::long_lived::feed::Feed;
+use crate::long_lived::sockets::Sockets;
 use crate::metrics::Metrics;
 use crate::shutdown::ShutdownState;
 use crate::shutdown::health_checkers::HealthCheckers;
@@ -26,6 +28,12 @@ pub struct App {
     /// The health checkers seen, and their failed checks during the
     /// lame-duck phase: what ends that phase early (`--drain-checks`).
     pub checkers: HealthCheckers,
+    /// The items created from now on, for the WebSocket hub and the long
+    /// polls; its worker stops at the drain.
+    pub feed: Feed,
+    /// The upgraded connections (WebSockets), which have left hyper's
+    /// connection tasks: the drain waits for them, the force aborts them.
+    pub websockets: Sockets,
 }
 
 impl App {
@@ -35,11 +43,15 @@ impl App {
         // `/metrics` shows those counters beside the server's.
         let mut metrics = Metrics::default();
         metrics.store = store.counters();
+        let websockets = Sockets::default();
+        metrics.websockets = websockets.counts().clone();
         App {
             store,
             metrics,
             shutdown: ShutdownState::default(),
             checkers: HealthCheckers::new(config.drain_checks, config.drain_delay),
+            feed: Feed::default(),
+            websockets,
             config,
         }
     }

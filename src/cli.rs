@@ -160,6 +160,22 @@ pub struct Cli {
     /// least 1ms, at most 1h.
     #[arg(long, env = "LAMEDUCK_UPGRADE_TIMEOUT", default_value = "10s", value_parser = duration_in(MIN_POSITIVE, MAX_START_TIMEOUT))]
     pub upgrade_timeout: Duration,
+
+    /// Ping a WebSocket that has sent nothing for this long. Go: none
+    /// built in. At least 1ms, at most 1h.
+    #[arg(long, env = "LAMEDUCK_WS_PING_INTERVAL", default_value = "30s", value_parser = duration_in(MIN_POSITIVE, MAX_START_TIMEOUT))]
+    pub ws_ping_interval: Duration,
+
+    /// Close a pinged WebSocket that sends nothing back within this long
+    /// (Close 1001, reason "ping timeout"). At least 1ms, at most 1h.
+    #[arg(long, env = "LAMEDUCK_WS_PING_TIMEOUT", default_value = "10s", value_parser = duration_in(MIN_POSITIVE, MAX_START_TIMEOUT))]
+    pub ws_ping_timeout: Duration,
+
+    /// The longest a long poll (/api/items/poll?wait=) waits before it
+    /// answers 204; a longer wait is cut to it. At the drain every long
+    /// poll answers at once. At most 1h.
+    #[arg(long, env = "LAMEDUCK_POLL_MAX_WAIT", default_value = "30s", value_parser = duration_in(Duration::ZERO, MAX_START_TIMEOUT))]
+    pub poll_max_wait: Duration,
 }
 
 impl Cli {
@@ -186,6 +202,9 @@ impl Cli {
             db: self.db.clone(),
             cleanup_batch: self.cleanup_batch as usize,
             upgrade_timeout: self.upgrade_timeout,
+            ws_ping_interval: self.ws_ping_interval,
+            ws_ping_timeout: self.ws_ping_timeout,
+            poll_max_wait: self.poll_max_wait,
         }
     }
 }

@@ -103,6 +103,18 @@ pub struct Config {
     /// context. See [`crate::upgrade`].
     pub upgrade_timeout: Duration,
 
+    /// A WebSocket that has sent nothing for this long is pinged. Go: none
+    /// built in (gorilla/websocket's examples ping every 54 s). See
+    /// [`crate::long_lived::websocket`].
+    pub ws_ping_interval: Duration,
+    /// A pinged WebSocket that sends nothing back (no pong, no message)
+    /// within this long is closed (1001, "ping timeout") and dropped: its
+    /// peer is gone, or too slow to be worth a socket.
+    pub ws_ping_timeout: Duration,
+    /// The longest a long poll (`/api/items/poll?wait=`) may wait before
+    /// it answers 204; a longer `wait` is cut to it.
+    pub poll_max_wait: Duration,
+
     /// At most this many expired items per cleaner transaction. The cleaner
     /// checks for cancellation between batches, so this bounds how long
     /// shutdown can wait on a purge.
@@ -131,6 +143,9 @@ impl Default for Config {
             db: PathBuf::from("lameduck.db"),
             cleanup_batch: 500,
             upgrade_timeout: Duration::from_secs(10),
+            ws_ping_interval: Duration::from_secs(30),
+            ws_ping_timeout: Duration::from_secs(10),
+            poll_max_wait: Duration::from_secs(30),
         }
     }
 }

@@ -197,6 +197,7 @@ mod conn;
 #[cfg(feature = "test-harness")]
 pub mod fuzzing;
 mod http1_state;
+pub mod long_lived;
 mod metrics;
 pub mod process;
 mod server;

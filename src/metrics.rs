@@ -18,6 +18,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
+use crate::long_lived::sockets::WebSocketCounts;
 use crate::shutdown::phase::Phase;
 use crate::store::StoreCounters;
 
@@ -55,6 +56,9 @@ pub struct Metrics {
     /// The store's own counters (interrupted queries, open transactions).
     /// Shared with the store, which is the only one that can see them.
     pub store: Arc<StoreCounters>,
+    /// The WebSocket sessions' counts, shared with the registry that
+    /// keeps them (`long_lived::sockets`).
+    pub websockets: Arc<WebSocketCounts>,
 }
 
 impl Default for Metrics {
@@ -73,6 +77,7 @@ impl Default for Metrics {
             cleaner_batches: AtomicU64::new(0),
             writes_during_drain: AtomicU64::new(0),
             store: Arc::default(),
+            websockets: Arc::default(),
         }
     }
 }
@@ -207,6 +212,24 @@ const SERIES: &[Series] = &[
         kind: Kind::Counter,
         help: "Event streams ended because the server was closing.",
         value: |m| m.streams_ended_by_shutdown.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_websockets_open",
+        kind: Kind::Gauge,
+        help: "WebSocket sessions open now (upgraded connections, outside the connection count).",
+        value: |m| m.websockets.open(),
+    },
+    Series {
+        name: "lameduck_websockets_closed_total",
+        kind: Kind::Counter,
+        help: "WebSocket sessions that ended with a completed closing handshake.",
+        value: |m| m.websockets.closed(),
+    },
+    Series {
+        name: "lameduck_websockets_aborted_total",
+        kind: Kind::Counter,
+        help: "WebSocket sessions cut by a forced close before their closing handshake finished.",
+        value: |m| m.websockets.aborted(),
     },
     Series {
         name: "lameduck_work_cancelled_total",

@@ -112,11 +112,11 @@ impl<'a, C> Http1Deadlines<'a, C> {
     }
 }
 
-impl<I, S, B> Future for Http1Deadlines<'_, http1::Connection<I, S>>
+impl<I, S, B> Future for Http1Deadlines<'_, http1::UpgradeableConnection<I, S>>
 where
     S: HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -191,8 +191,11 @@ where
 
 /// The keep-alive grace of an idle connection is over: its client is not
 /// sending. No response is waiting to be read, so no linger either.
-fn close_idle<I, S, B>(state: &ConnState, conn: Pin<&mut http1::Connection<I, S>>, told: &mut bool)
-where
+fn close_idle<I, S, B>(
+    state: &ConnState,
+    conn: Pin<&mut http1::UpgradeableConnection<I, S>>,
+    told: &mut bool,
+) where
     S: HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin,

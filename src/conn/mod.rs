@@ -250,9 +250,11 @@ fn http1<'a, T>(
     peer: Option<Box<SocketAddr>>,
     state: &Arc<ConnState>,
     cfg: &'a ConnectionConfig,
-) -> http1::Connection<TokioIo<ConnIo<WriteStall<T>>>, Service<'a>>
+) -> http1::UpgradeableConnection<TokioIo<ConnIo<WriteStall<T>>>, Service<'a>>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    // `Send + 'static`: an upgraded socket leaves this task for its
+    // session's.
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // With `--access-log`, the service knows the peer.
     let service = Service::http1(&cfg.app, peer, state);
@@ -271,8 +273,12 @@ where
             .clone()
             .keep_alive(false)
             .serve_connection(io, service)
+            .with_upgrades()
     } else {
-        cfg.http1.serve_connection(io, service)
+        // With upgrades: a WebSocket handshake's `101` hands the socket
+        // to its session (see `long_lived::sockets`), and this connection
+        // task ends.
+        cfg.http1.serve_connection(io, service).with_upgrades()
     }
 }
 

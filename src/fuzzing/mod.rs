@@ -186,7 +186,7 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
             let mut wire = shared.lock().unwrap();
             if wire.shutdown_requested && wire.shutdown_at.is_none() {
                 wire.shutdown_at = Some(wire.output.len());
-                app.shutdown.enter_lame_duck();
+                app.shutdown.enter_lame_duck(crate::Stop::Signal);
                 app.shutdown.begin_drain();
             }
             drop(wire);

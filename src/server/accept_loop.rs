@@ -101,8 +101,10 @@ impl Acceptor {
             ..
         } = self;
         drop(listener);
-        let writes = conn_config.app().shutdown.writes().clone();
-        InFlight::new(conns, workers, streams, writes)
+        let app = conn_config.app();
+        let writes = app.shutdown.writes().clone();
+        let websockets = app.websockets.tracker().clone();
+        InFlight::new(conns, workers, streams, writes, websockets)
     }
 
     /// Accepts connections until `until` resolves, and returns its output.

@@ -10,6 +10,7 @@
 //! | `workers` | background workers (the cleaner) | their token | `abort_all` |
 //! | `streams` | HTTP/2 stream tasks, outside their connection | finish with it | the executor's `force` token |
 //! | `writes` | store writes, outside their request | commit | `abandon_writes`: roll back |
+//! | `websockets` | WebSocket sessions, outside any connection task (`long_lived::sockets`) | the `closing` token: a Close frame, then the client's | `abort_streams`: dropped |
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -43,6 +44,9 @@ pub(crate) struct InFlight {
     /// Store writes running as tasks of their own
     /// (`ShutdownState::spawn_write`).
     pub writes: TaskTracker,
+    /// WebSocket sessions: upgraded connections, which left their
+    /// connection task at the `101`.
+    pub websockets: TaskTracker,
     /// How tasks ended, for the report.
     pub tally: Tally,
 }
@@ -57,12 +61,14 @@ impl InFlight {
         workers: JoinSet<&'static str>,
         streams: TaskTracker,
         writes: TaskTracker,
+        websockets: TaskTracker,
     ) -> Self {
         InFlight {
             conns,
             workers,
             streams,
             writes,
+            websockets,
             tally: Tally::default(),
         }
     }
@@ -84,15 +90,22 @@ impl InFlight {
         // the drain waits for it like for a connection.)
         self.streams.close();
         self.writes.close();
+        self.websockets.close();
         loop {
             let InFlight {
                 conns,
                 workers,
                 streams,
                 writes,
+                websockets,
                 tally,
             } = self;
-            if conns.is_empty() && workers.is_empty() && streams.is_empty() && writes.is_empty() {
+            if conns.is_empty()
+                && workers.is_empty()
+                && streams.is_empty()
+                && writes.is_empty()
+                && websockets.is_empty()
+            {
                 return Outcome::Drained;
             }
             tokio::select! {
@@ -117,6 +130,9 @@ impl InFlight {
                 // while some are left: a finished `wait()` is ready forever.
                 _ = streams.wait(), if conns.is_empty() && !streams.is_empty() => {}
                 _ = writes.wait(), if conns.is_empty() && !writes.is_empty() => {}
+                // A handshake still in its connection task may yet add a
+                // session, so the same condition.
+                _ = websockets.wait(), if conns.is_empty() && !websockets.is_empty() => {}
             }
         }
     }
@@ -222,5 +238,9 @@ impl InFlight {
         // and SQLite discards the uncommitted transaction.
         self.writes.close();
         let _ = tokio::time::timeout(ABORT_WAIT, self.writes.wait()).await;
+        // WebSocket sessions race `abort_streams` in every wait, so they
+        // end at their next poll, counted as aborted.
+        self.websockets.close();
+        let _ = tokio::time::timeout(ABORT_WAIT, self.websockets.wait()).await;
     }
 }

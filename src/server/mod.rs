@@ -42,6 +42,7 @@ use tracing::info;
 use crate::app::App;
 use crate::cleaner;
 use crate::config::Config;
+use crate::long_lived;
 use crate::server::accept_loop::Acceptor;
 use crate::server::hooks::{HookResult, ShutdownHooks};
 use crate::server::report::{LameDuckEnd, Outcome, ShutdownReport};
@@ -79,7 +80,19 @@ impl Server {
             hooks: ShutdownHooks::default(),
             workers: Vec::new(),
         };
-        server.add_worker("cleaner", move |cancel| cleaner::run(app, every, cancel));
+        let cleaner = app.clone();
+        server.add_worker("cleaner", move |cancel| {
+            cleaner::run(cleaner, every, cancel)
+        });
+        let feed = app.clone();
+        server.add_worker("feed", move |cancel| long_lived::feed::run(feed, cancel));
+        // The article's `RegisterOnShutdown` for a WebSocket hub: told at
+        // the first signal, it takes no new sessions. Those open go on
+        // until the drain closes them.
+        server.on_shutdown("websocket hub", move || {
+            app.websockets.refuse_new();
+            Ok(())
+        });
         server
     }
 
@@ -140,7 +153,7 @@ impl Server {
         let checkers = app.checkers.begin_lame_duck();
         // The phase flips first: from here `/healthz` answers 503, and a
         // hook that asks the server where it is sees the lame duck.
-        app.shutdown.enter_lame_duck();
+        app.shutdown.enter_lame_duck(cause);
         timeline.lame_duck_begins();
         // Then the hooks are told, and not awaited (see `hooks`).
         timeline.hooks_fired(hooks.fire());

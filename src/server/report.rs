@@ -11,7 +11,7 @@
 //! line (target `lameduck::server::report`), for example:
 //!
 //! ```text
-//! INFO lameduck::server::report: shutdown report cause="signal" outcome="drained" lame_duck_ms=2003 lame_duck_end="cap" drain_ms=1711 force_ms=0 conns_at_drain=1 conns_drained=1 conns_aborted=0 requests_during_drain=1 refused_at_deadline=0 streams_ended=0 workers_stopped=1 workers_aborted=0 hooks_fired=0
+//! INFO lameduck::server::report: shutdown report cause="signal" outcome="drained" lame_duck_ms=2003 lame_duck_end="cap" drain_ms=1711 force_ms=0 conns_at_drain=1 conns_drained=1 conns_aborted=0 requests_during_drain=1 refused_at_deadline=0 streams_ended=0 workers_stopped=2 workers_aborted=0 hooks_fired=1 websockets_at_drain=0 websockets_closed=0 websockets_aborted=0
 //! ```
 //!
 //! [`Outcome`] says whether anything had to be forced, and
@@ -112,6 +112,14 @@ pub struct ShutdownReport {
     pub workers_aborted: usize,
     /// On-shutdown hooks fired (not awaited).
     pub hooks_fired: usize,
+    /// WebSockets open when the listener closed.
+    pub websockets_at_drain: u64,
+    /// WebSockets whose closing handshake finished after the listener
+    /// closed.
+    pub websockets_closed: u64,
+    /// WebSockets the forced close cut before their closing handshake
+    /// finished.
+    pub websockets_aborted: u64,
 }
 
 impl ShutdownReport {
@@ -149,6 +157,9 @@ impl ShutdownReport {
             workers_stopped = self.workers_stopped,
             workers_aborted = self.workers_aborted,
             hooks_fired = self.hooks_fired,
+            websockets_at_drain = self.websockets_at_drain,
+            websockets_closed = self.websockets_closed,
+            websockets_aborted = self.websockets_aborted,
             "shutdown report"
         );
     }

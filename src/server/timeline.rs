@@ -34,6 +34,11 @@ pub(crate) struct Timeline {
     requests_before_drain: u64,
     /// 503s before the force: the report counts the deadline's.
     refused_before_force: u64,
+    /// WebSockets open when the listener closed.
+    websockets_at_drain: u64,
+    /// WebSockets closed cleanly before the drain: the report counts the
+    /// drain's.
+    websockets_closed_before_drain: u64,
 }
 
 impl Timeline {
@@ -50,6 +55,8 @@ impl Timeline {
             connections_at_drain: 0,
             requests_before_drain: 0,
             refused_before_force: 0,
+            websockets_at_drain: 0,
+            websockets_closed_before_drain: 0,
         }
     }
 
@@ -76,6 +83,8 @@ impl Timeline {
         self.lame_duck_end = ended;
         self.connections_at_drain = conns;
         self.requests_before_drain = self.app.metrics.requests_total();
+        self.websockets_at_drain = self.app.websockets.open();
+        self.websockets_closed_before_drain = self.app.websockets.closed();
     }
 
     /// How long the lame-duck phase lasted.
@@ -118,6 +127,9 @@ impl Timeline {
             workers_stopped: tally.workers_stopped,
             workers_aborted: tally.workers_aborted,
             hooks_fired: self.hooks_fired,
+            websockets_at_drain: self.websockets_at_drain,
+            websockets_closed: self.app.websockets.closed() - self.websockets_closed_before_drain,
+            websockets_aborted: self.app.websockets.aborted(),
         }
     }
 }

@@ -125,7 +125,13 @@ pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         ttl_secs: new.ttl_secs,
     };
     let created = tracked_write(&app, |app, abandon| async move {
-        app.store.create(item, abandon).await
+        let created = app.store.create(item, abandon).await;
+        // Inside the write task, so that the hub and the long polls hear
+        // of the item even if its own client has left.
+        if created.is_ok() {
+            app.feed.item_created();
+        }
+        created
     });
     match created.await {
         Ok(item) => {
@@ -261,7 +267,7 @@ async fn read_body(
 /// request can cause or retry its way out of. A database server that is
 /// down or restarting is a 503 with `Retry-After`: the request was fine,
 /// and the same one will succeed once the pool has reconnected.
-fn store_error(e: StoreError) -> Response<Body> {
+pub(crate) fn store_error(e: StoreError) -> Response<Body> {
     match e {
         // A read: only reachable if the client is gone; the answer goes
         // nowhere, but it must still be a well-formed one. A write: the

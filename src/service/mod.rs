@@ -47,9 +47,9 @@ mod conn_body;
 mod event_stream;
 mod head;
 mod health;
-mod items;
-mod query;
-mod respond;
+pub(crate) mod items;
+pub(crate) mod query;
+pub(crate) mod respond;
 mod slow;
 mod stream;
 
@@ -73,6 +73,8 @@ use tracing::error;
 
 use crate::app::App;
 use crate::http1_state::{ConnState, ResponseDone};
+use crate::long_lived::poll;
+use crate::long_lived::websocket::{self, echo, hub};
 use access_log::{AccessRecord, Logged};
 pub use conn_body::{Answer, ConnBody};
 pub use respond::Body;
@@ -196,6 +198,12 @@ impl Service<'_> {
                 Method::POST => work(app, reply, items::create(app.clone(), req)),
                 _ => instant(respond::unhandled_method(method, allow::ITEMS)),
             },
+            // Before `/api/items/{id}`, which it would otherwise be.
+            "/api/items/poll" if get => match poll::parse(&req, app.config.poll_max_wait) {
+                Ok(poll) => long_wait(app, reply, poll::poll(app.clone(), poll)),
+                Err(refusal) => instant(*refusal),
+            },
+            "/api/items/poll" => instant(respond::unhandled_method(method, allow::READ)),
             path if path.starts_with("/api/items/") => match items::parse_id(path) {
                 None => instant(respond::not_found()),
                 Some(id) => match *method {
@@ -208,6 +216,23 @@ impl Service<'_> {
             "/api/slow" => instant(respond::unhandled_method(method, allow::READ)),
             "/api/stream" if get => instant(stream::stream(app, &req)),
             "/api/stream" => instant(respond::unhandled_method(method, allow::READ)),
+            // A handshake is answered at once (`101`); the session runs
+            // as a task of its own, tracked by `app.websockets`.
+            "/api/ws" if *method == Method::GET => match hub_after(&req) {
+                Ok(after) => instant(websocket::accept(
+                    app,
+                    req,
+                    hub::config(),
+                    move |app, socket| hub::run(app, socket, after),
+                )),
+                Err(refusal) => instant(*refusal),
+            },
+            "/api/ws/echo" if *method == Method::GET => {
+                instant(websocket::accept(app, req, echo::config(), echo::run))
+            }
+            "/api/ws" | "/api/ws/echo" => {
+                instant(respond::unhandled_method(method, allow::WEBSOCKET))
+            }
 
             "/debug/panic" if app.config.debug_routes => work(app, reply, async {
                 panic!("/debug/panic was asked to panic");
@@ -228,6 +253,8 @@ mod allow {
     pub const ITEMS: &str = "GET, HEAD, POST, OPTIONS";
     /// `/api/items/{id}`.
     pub const ITEM: &str = "GET, HEAD, DELETE, OPTIONS";
+    /// The WebSocket routes: a handshake is a `GET`, never a `HEAD`.
+    pub const WEBSOCKET: &str = "GET, OPTIONS";
     /// `OPTIONS *`: every method some path takes.
     pub const SERVER: &str = "GET, HEAD, POST, DELETE, OPTIONS";
 }
@@ -264,9 +291,32 @@ fn work(
     let deadline = Instant::now() + app.config.request_timeout;
     let app = app.clone();
     Either::Right(Box::pin(async move {
-        let res = guarded(app.clone(), deadline, handler).await;
+        let res = guarded(app.clone(), Some(deadline), handler).await;
         Ok(reply.finish(&app, res).map(BodyEither::Left))
     }))
+}
+
+/// [`work`] without the request timeout, for a handler whose wait is its
+/// purpose and has a bound of its own (the long poll's `wait`). The
+/// shutdown deadline and the panic guard still apply.
+fn long_wait(
+    app: &Arc<App>,
+    reply: Reply,
+    handler: impl Future<Output = Response<Body>> + Send + 'static,
+) -> ResponseFuture {
+    let app = app.clone();
+    Either::Right(Box::pin(async move {
+        let res = guarded(app.clone(), None, handler).await;
+        Ok(reply.finish(&app, res).map(BodyEither::Left))
+    }))
+}
+
+/// The hub's `?after=ID`: the last item id the client saw (default 0).
+fn hub_after(req: &Request<Incoming>) -> Result<u64, Box<Response<Body>>> {
+    query::Query::parse(req.uri().query())
+        .and_then(|q| q.number("after", 0, u64::MAX, Some(0)))
+        .map(|after| after.unwrap_or(0))
+        .map_err(|e| Box::new(respond::json_error(StatusCode::BAD_REQUEST, e)))
 }
 
 /// Once the drain has begun, every HTTP/1 response says it is the last on
@@ -298,9 +348,15 @@ fn last_if_draining(app: &App, http1: bool, res: Response<Body>) -> Response<Bod
 /// * **In-flight gauge**: counted while the handler runs, however it ends.
 async fn guarded(
     app: Arc<App>,
-    deadline: Instant,
+    deadline: Option<Instant>,
     handler: impl Future<Output = Response<Body>>,
 ) -> Response<Body> {
+    let timeout = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline + TIMEOUT_MARGIN).await,
+            None => std::future::pending().await,
+        }
+    };
     let _in_flight = InFlight::enter(&app);
     let res = tokio::select! {
         // The handler first: an answer that is ready wins over a timeout
@@ -316,7 +372,7 @@ async fn guarded(
             error!(panic = what, "handler panicked; answering 500");
             respond::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }),
-        _ = tokio::time::sleep_until(deadline + TIMEOUT_MARGIN) => {
+        _ = timeout => {
             respond::json_error(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
         }
         _ = app.shutdown.past_deadline() => respond::retry_elsewhere("server shut down before answering"),

@@ -26,6 +26,7 @@ pub(crate) mod stop;
 pub(crate) mod token_wait;
 
 use std::future::Future;
+use std::sync::OnceLock;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::shutdown::phase::{Phase, PhaseCell};
+use crate::shutdown::stop::Stop;
 use crate::shutdown::token_wait::TokenWait;
 
 /// The shutdown's shared state. One per server, inside its `App`.
@@ -45,6 +47,11 @@ pub struct ShutdownState {
     /// binary's service-manager notifications). Written only on a
     /// transition, so it costs the request path nothing.
     phase_changes: watch::Sender<Phase>,
+    /// Why the server stopped serving, set once at the first signal: what
+    /// a WebSocket's Close frame says (1001 going away, or 1012 service
+    /// restart after an upgrade), so that its client knows whether to
+    /// come back at once.
+    cause: OnceLock<Stop>,
     /// The article's `closing` channel; see the module table.
     closing: CancellationToken,
     /// See the module table.
@@ -64,6 +71,7 @@ impl Default for ShutdownState {
         ShutdownState {
             phase: PhaseCell::default(),
             phase_changes: watch::Sender::new(Phase::Running),
+            cause: OnceLock::new(),
             closing: CancellationToken::new(),
             past_deadline: CancellationToken::new(),
             abandon_writes: CancellationToken::new(),
@@ -89,6 +97,12 @@ impl ShutdownState {
     /// connection has been told to finish.
     pub fn is_draining(&self) -> bool {
         self.phase() >= Phase::Draining
+    }
+
+    /// Why the server is stopping (`None` while it runs): a signal, or an
+    /// upgrade to a new process.
+    pub fn cause(&self) -> Option<Stop> {
+        self.cause.get().copied()
     }
 
     /// True once the shutdown deadline has passed.
@@ -151,8 +165,12 @@ impl ShutdownState {
 
 // ── The transitions, in the order `Server::run` makes them ──────────────
 impl ShutdownState {
-    /// The first signal: `/healthz` fails from now on.
-    pub(crate) fn enter_lame_duck(&self) {
+    /// The first signal, or an upgrade (`cause`): `/healthz` fails from
+    /// now on.
+    pub(crate) fn enter_lame_duck(&self, cause: Stop) {
+        // Set once: `run` enters the lame duck once, and a second signal
+        // changes how the shutdown ends, not why it began.
+        let _ = self.cause.set(cause);
         self.set(Phase::LameDuck);
     }
 

@@ -61,6 +61,13 @@ impl Store for MemoryStore {
         })
     }
 
+    fn newest_id(&self, cancel: CancellationToken) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            unless_cancelled(&cancel)?;
+            Ok(self.lock().items.keys().next_back().copied())
+        })
+    }
+
     fn search(
         &self,
         text: String,

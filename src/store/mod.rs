@@ -264,6 +264,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Vec<Item>>;
     /// Creates one item: one transaction.
     fn create(&self, item: NewItem, cancel: CancellationToken) -> StoreFuture<'_, Item>;
+    /// The highest id of any item stored now (`Ok(None)`: none is). Ids
+    /// are never reused, so every item created from now on has a higher
+    /// one: where the live feed of new items starts (`long_lived::feed`).
+    fn newest_id(&self, cancel: CancellationToken) -> StoreFuture<'_, Option<u64>>;
     /// One item by id; `Ok(None)` if there is none.
     fn get(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, Option<Item>>;
     /// Deletes one item: one transaction; `Ok(false)` if there was none.

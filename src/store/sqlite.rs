@@ -260,6 +260,14 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn newest_id(&self, cancel: CancellationToken) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(self.read(cancel, |conn| {
+            let newest: Option<i64> =
+                conn.query_row("SELECT max(id) FROM items", [], |row| row.get(0))?;
+            Ok(newest.map(|id| id as u64))
+        }))
+    }
+
     fn search(
         &self,
         text: String,

@@ -272,6 +272,14 @@ impl Store for PostgresStore {
         })
     }
 
+    fn newest_id(&self, cancel: CancellationToken) -> StoreFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            let rows = self.read("SELECT max(id) FROM items", &[], cancel).await?;
+            let newest: Option<i64> = rows.first().and_then(|row| row.get(0));
+            Ok(newest.map(|id| id as u64))
+        })
+    }
+
     fn search(
         &self,
         text: String,

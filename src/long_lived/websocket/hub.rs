@@ -1,0 +1,91 @@
+//! `GET /api/ws[?after=ID]`: the hub. Every item created, by any process
+//! on the store, is pushed to every open socket as a text message, the
+//! item's JSON (as `GET /api/items/{id}` returns it).
+//!
+//! With `?after=ID` the session first replays, in id order, every item
+//! above ID, then goes live: a client that reconnects with the last id it
+//! saw misses nothing and sees nothing twice, however many restarts it
+//! goes through. Both come from the same question to the feed ("what is
+//! above the last id sent?", [`Feed::after`](crate::long_lived::feed::Feed::after)),
+//! so there is no seam between the replay and the live part.
+//!
+//! The hub only talks: what the client sends is read (for the pings and
+//! the closing handshake) and dropped.
+
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::Socket;
+use super::session::{self, Watch};
+use crate::app::App;
+use crate::long_lived::sockets::Ending;
+use crate::service::request_token;
+
+/// What a hub client may send: only control frames and small messages,
+/// which are dropped anyway.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024))
+}
+
+/// Items sent per turn of the loop: between two turns the session looks
+/// at the shutdown and the peer again.
+const BATCH: usize = 64;
+
+/// One hub session, from the item after `after` on.
+pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
+    let mut watch = Watch::new(&app);
+    let mut closing = std::pin::pin!(app.shutdown.closing());
+    // Cancelled when this session ends: a replay read from the store
+    // stops with it.
+    let (token, _cancel_on_drop) = request_token();
+    loop {
+        tokio::select! {
+            biased;
+            _ = watch.aborted() => return Ending::Aborted,
+            _ = &mut closing => break,
+            next = socket.next() => match next {
+                Some(Ok(Message::Close(_))) => return session::finish(&mut socket, &watch).await,
+                Some(Ok(_)) => watch.heard(),
+                Some(Err(e)) => return session::fail(&mut socket, e, &watch).await,
+                None => return Ending::Broken,
+            },
+            entries = app.feed.after(&*app.store, after, BATCH, &token) => {
+                let entries = match entries {
+                    Ok(entries) => entries,
+                    Err(_) => {
+                        let frame = CloseFrame {
+                            code: CloseCode::Again,
+                            reason: "store unavailable; reconnect later".into(),
+                        };
+                        return session::goodbye(&mut socket, frame, &watch).await;
+                    }
+                };
+                for entry in entries {
+                    let Ok(text) = Utf8Bytes::try_from(entry.json) else { continue };
+                    // Queued, not flushed: one flush for the batch.
+                    if socket.feed(Message::Text(text)).await.is_err() {
+                        return Ending::Broken;
+                    }
+                    after = entry.id;
+                }
+                if socket.flush().await.is_err() {
+                    return Ending::Broken;
+                }
+            },
+            due = watch.ping_due() => {
+                if let Err(ending) = watch.ping(&mut socket, due).await {
+                    return ending;
+                }
+            },
+        }
+    }
+    // The drain: everything sent so far went out first (each batch was
+    // flushed); now the Close frame, and the wait for the client's.
+    session::goodbye(&mut socket, session::shutdown_frame(&app), &watch).await
+}
