@@ -1,5 +1,7 @@
 //! The WebSocket routes as a client from outside the project sees them:
-//! Python's `websockets` (`support::python_ws`) against the real binary.
+//! Python's `websockets` (`support::python_ws`) against the real binary,
+//! on the echo route (text and binary, the closing handshake) and on the
+//! hub (the replay after an id, and Close 1001 at SIGTERM).
 //!
 //! The tests are `#[ignore]`d, because a fresh machine has no Python
 //! `websockets`; `.ci/run` makes a venv with it at `target/py-venv` and
@@ -10,8 +12,14 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::binary::Binary;
+use support::http;
 use support::python_ws::{self, Close, Message, Plan};
+
+/// How long the binary may take to exit once its sockets have closed.
+const EXIT: Duration = Duration::from_secs(20);
 
 /// A text and a binary message sent to `/api/ws/echo` come back as they
 /// were sent, in order, and a close with 1000 is answered with 1000: the
@@ -39,4 +47,83 @@ fn a_python_client_gets_text_and_binary_echoed_and_a_normal_close() {
         }),
         "{seen:?}"
     );
+}
+
+/// A client that connects to the hub with `?after=ID` is sent, in id
+/// order, the items created after ID, each as the JSON that `GET
+/// /api/items/{id}` answers, and not the items up to ID.
+#[test]
+#[ignore = "needs python websockets: python3 -m venv target/py-venv && target/py-venv/bin/pip install websockets==17.4"]
+fn a_python_client_on_the_hub_is_replayed_the_items_after_the_id_it_names() {
+    let server = Binary::start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ids: Vec<u64> = ["first", "second", "third"]
+        .iter()
+        .map(|name| {
+            let body = format!(r#"{{"name":"{name}"}}"#);
+            let created = rt.block_on(http::request(
+                server.addr,
+                "POST",
+                "/api/items",
+                Some(&body),
+            ));
+            assert_eq!(created.status, 201, "{created:?}");
+            let item: serde_json::Value = serde_json::from_slice(&created.body).unwrap();
+            item["id"].as_u64().expect("an id")
+        })
+        .collect();
+    let url = format!("ws://{}/api/ws?after={}", server.addr, ids[0]);
+    let seen = python_ws::run(&Plan::new(url).receive(2));
+    assert!(seen.opened && !seen.timed_out, "{seen:?}");
+    let got: Vec<(u64, String)> = seen
+        .messages
+        .iter()
+        .map(|m| match m {
+            Message::Text(text) => {
+                let item: serde_json::Value = serde_json::from_str(text).unwrap();
+                (
+                    item["id"].as_u64().unwrap(),
+                    item["name"].as_str().unwrap().to_string(),
+                )
+            }
+            Message::Binary(_) => panic!("the hub sends text: {seen:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ids[1], "second".to_string()),
+            (ids[2], "third".to_string())
+        ]
+    );
+    assert_eq!(seen.close.as_ref().map(|c| c.code), Some(1000), "{seen:?}");
+}
+
+/// SIGTERM while a client listens on the hub: the client is sent Close
+/// 1001 (going away) with a reason, and once it has answered, the binary
+/// exits 0. A drain that did not wait for the socket would exit before
+/// the frame went out, and the client would see the connection drop
+/// with no Close at all.
+#[test]
+#[ignore = "needs python websockets: python3 -m venv target/py-venv && target/py-venv/bin/pip install websockets==17.4"]
+fn a_python_client_on_the_hub_is_told_1001_at_sigterm_and_the_binary_exits_0() {
+    let mut server = Binary::start(&["--access-log"]);
+    let url = format!("ws://{}/api/ws", server.addr);
+    let client = std::thread::spawn(move || python_ws::run(&Plan::new(url).until_closed()));
+    // The access log's line for the handshake comes once the 101 is
+    // written, when the session is already one the drain waits for.
+    server.wait_for_log("path=/api/ws status=101", EXIT);
+    server.signal(libc::SIGTERM);
+    let seen = client.join().expect("the client thread");
+    assert!(seen.opened && !seen.timed_out, "{seen:?}");
+    assert!(seen.messages.is_empty(), "{seen:?}");
+    assert_eq!(
+        seen.close,
+        Some(Close {
+            code: 1001,
+            reason: "server shutting down".to_string()
+        }),
+        "{seen:?}"
+    );
+    assert_eq!(server.exit_code_within(EXIT), 0);
 }
