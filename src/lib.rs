@@ -19,8 +19,9 @@
 //! connection is told to finish (HTTP/1 responses carry `Connection:
 //! close`, keep-alive connections close once idle, after a short grace if
 //! they were just used so that a client's next request is not cut off;
-//! HTTP/2 gets GOAWAY), event streams send a last `shutdown` event, and
-//! background workers are cancelled. The server waits — on events, not a
+//! HTTP/2 gets GOAWAY), event streams send a last `shutdown` event, long
+//! polls answer at once, WebSockets get a Close frame and the drain waits
+//! for their client's, and background workers are cancelled. The server waits — on events, not a
 //! polling loop — until all of it is done, or until `shutdown_timeout`. If
 //! the deadline comes first, requests still waiting for an answer get
 //! `503` + `Retry-After`, and after a short grace the rest is aborted; a
@@ -76,6 +77,11 @@
 //! - [`upgrade`]: SIGHUP → a new process on the same socket, then the old
 //!   one drains (start, ready, exit).
 //! - `service`: routing and handlers; how cancellation reaches work.
+//! - [`long_lived`]: the connections that outlive any deadline (event
+//!   stream, long poll, download, WebSocket), how each is told to end and
+//!   resumes after a restart; the items [`long_lived::feed`] the hub and
+//!   the long poll read; and [`long_lived::sockets`], the registry that
+//!   tracks upgraded connections, which hyper no longer does.
 //! - [`store`]: the item store; every call takes a cancellation token.
 //!   SQLite, PostgreSQL or memory; what survives what.
 //! - [`cleaner`]: the background worker (the article's `runCleaner`).
@@ -110,6 +116,8 @@
 //! | `var shuttingDown atomic.Bool` | `ShutdownState::is_shutting_down`, over a `PhaseCell` (`shutdown::phase`), read by `healthz` (`service::health`) | `healthz_flips_to_503_during_the_drain_delay_while_requests_are_served`; `tests/signals_and_exit_codes.rs`: `the_health_check_fails_during_the_drain_delay` |
 //! | `time.Sleep(3 * time.Second)` before `Shutdown` | `--drain-delay`: the lame-duck `Acceptor::accept_until` (`server::accept_loop`); `--drain-checks` ends it once the balancers have seen `/healthz` fail ([`health_checkers`]) | `healthz_flips_to_503_during_the_drain_delay_while_requests_are_served`; `tests/drain_checks.rs`: `the_phase_ends_on_the_checks_soon_after_the_nth_failure`, `with_no_checker_the_phase_lasts_the_whole_cap` |
 //! | `closing <-chan struct{}` | the `closing` token of [`ShutdownState`]; `EventStream::poll_frame` (`service::event_stream`) | `the_event_stream_ends_with_its_final_event` |
+//! | `srv.RegisterOnShutdown(hub.Close)` for a WebSocket hub; `Shutdown` "does not attempt to close nor wait for hijacked connections" | the hub's own on-shutdown hook (`Sockets::refuse_new`: new upgrades get `503`), sessions as tasks of a registry the drain waits for ([`long_lived::sockets`]), Close 1012/1001 and the closing handshake (`long_lived::websocket::session`), aborted at the forced close | `tests/websockets.rs`: `hub_clients_see_every_item_once_in_order_across_five_upgrades`, `a_new_websocket_in_the_lame_duck_gets_503_while_open_ones_keep_working`, `a_websocket_that_never_answers_the_close_is_aborted_at_the_deadline` |
+//! | long polling, told to end by `closing` | `long_lived::poll`: answers at once at the drain, with `Connection: close` | `long_polls_answer_at_once_when_the_drain_begins`, `a_long_polling_client_misses_no_item_across_upgrades` |
 //! | `runCleaner(ctx)` | [`cleaner::run`] via [`Server::add_worker`] | `the_cleaner_stops_when_the_drain_begins` |
 //! | `TestHandlerContextCanceled` | a pre-cancelled token at the store layer ([`store`]) | `tests/storage.rs`: `a_cancelled_token_returns_cancelled_without_touching_the_database`; the store contract (`tests/support/contract.rs`, run on the memory store, SQLite and PostgreSQL): `a_cancelled_token_returns_cancelled_at_once_from_every_method` |
 //! | "back-end writes left half done" | writes as tracked tasks with their own token, one transaction each ([`store::sqlite`], `service::items`) | `tests/storage.rs`: `a_write_whose_client_left_commits_and_the_drain_waits_for_it`, `a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace`; `tests/storage_binary.rs`: `every_acknowledged_write_survives_sigterm_and_the_exit_is_clean` |
@@ -179,6 +187,12 @@
 //!   bad escape without a word and hands over bytes that are not UTF-8 as
 //!   they are. lameduck answers `400` for either: a request is not served
 //!   with half its parameters.
+//! - **Hijacked connections.** Go's `Shutdown` neither closes nor waits
+//!   for a hijacked connection (a WebSocket); its owner must track it,
+//!   through `RegisterOnShutdown`. lameduck does that tracking itself:
+//!   every WebSocket session is a task of a registry the drain waits for,
+//!   closed with 1012 or 1001 and a closing handshake, aborted at the
+//!   deadline, and counted in the report ([`long_lived`]).
 //! - **New connections during the drain.** Go serves a connection accepted
 //!   just before `Shutdown` (state `StateNew`) if its request arrives. So
 //!   does lameduck: a connection whose first bytes arrive after the drain

@@ -8,6 +8,8 @@
 //! | instant | `/healthz`, `/livez`, `/metrics`, `OPTIONS`, 404, 405 | a ready future: no timer, no allocation |
 //! | work | `/api/items`, `/api/items/{id}`, `/api/slow`, `/debug/panic` | `guarded`: request timeout, deadline 503, panic → 500 |
 //! | stream | `/api/stream` | a body that ends on the `closing` token; no request timeout |
+//! | long wait | `/api/items/poll` | `guarded` without the request timeout: its own `wait` bounds it, the drain answers it at once |
+//! | upgrade | `/api/ws`, `/api/ws/echo` | answered `101` at once; the session is a task of its own, tracked by the registry in [`crate::long_lived::sockets`] |
 //!
 //! Every route that serves `GET` serves `HEAD` too, over both protocols:
 //! the same handler runs, and `head.rs` takes the body away. `OPTIONS`

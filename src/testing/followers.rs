@@ -1,0 +1,215 @@
+//! Clients that follow the items feed across restarts, as a real client
+//! of each long-lived route would: a WebSocket hub client
+//! ([`follow_hub`]) and a long-polling client ([`follow_polls`]). The
+//! tests and the restart bench use them to count what a restart costs
+//! such a client: items lost, items seen twice, and how each connection
+//! ended.
+//!
+//! Both keep one piece of state, the last id they saw, and resume after
+//! it: that is the whole of the contract the server offers them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::testing::http1::{Method, ResponseReader};
+
+/// The code a client reports when a connection ended without a Close
+/// frame (RFC 6455 §7.1.5: "abnormal closure").
+pub const ABNORMAL: u16 = 1006;
+
+/// How long a client waits before it tries again after a refusal (`503`
+/// during a switch, a failed connect).
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+
+/// What one follower saw.
+#[derive(Debug, Default, Clone)]
+pub struct Followed {
+    /// Every item id received, in the order received.
+    pub ids: Vec<u64>,
+    /// How each hub connection ended: its Close code, or [`ABNORMAL`].
+    /// For a long poll, the count of answers that said `Connection:
+    /// close` is in `moves` instead.
+    pub closes: Vec<u16>,
+    /// Long polls: answers that sent the client to a new connection.
+    pub moves: usize,
+    /// Handshakes or polls answered `503` (the server was stopping).
+    pub refused: usize,
+    /// Connects or requests that failed outright (refused, reset).
+    pub failed: usize,
+}
+
+impl Followed {
+    /// Items received more than once, and items of `expected` never
+    /// received, comparing in order.
+    pub fn lost_and_duplicated(&self, expected: &[u64]) -> (usize, usize) {
+        let mut seen = std::collections::HashMap::new();
+        for id in &self.ids {
+            *seen.entry(*id).or_insert(0usize) += 1;
+        }
+        let duplicated = seen.values().map(|n| n - 1).sum();
+        let lost = expected.iter().filter(|id| !seen.contains_key(id)).count();
+        (lost, duplicated)
+    }
+}
+
+/// Follows `ws://addr/api/ws?after=…` from item `after` on, reconnecting
+/// after every close with the last id seen, until the server says it is
+/// shutting down (Close 1001) or `stop` is cancelled (then the client
+/// closes, 1000). `last` is kept at the last id seen, for whoever waits
+/// for the client to catch up.
+pub async fn follow_hub(
+    addr: SocketAddr,
+    mut after: u64,
+    last: Arc<AtomicU64>,
+    stop: CancellationToken,
+) -> Followed {
+    let mut out = Followed::default();
+    loop {
+        let url = format!("ws://{addr}/api/ws?after={after}");
+        let connected = tokio::select! {
+            _ = stop.cancelled() => return out,
+            connected = tokio_tungstenite::connect_async(url) => connected,
+        };
+        let mut socket = match connected {
+            Ok((socket, _)) => socket,
+            Err(WsError::Http(res)) if res.status() == 503 => {
+                out.refused += 1;
+                tokio::time::sleep(RETRY_AFTER).await;
+                continue;
+            }
+            Err(_) => {
+                out.failed += 1;
+                tokio::time::sleep(RETRY_AFTER).await;
+                continue;
+            }
+        };
+        let mut code = ABNORMAL;
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => {
+                    let bye = CloseFrame { code: CloseCode::Normal, reason: "done".into() };
+                    let _ = socket.send(Message::Close(Some(bye))).await;
+                    // Until the server's answering Close ends the stream.
+                    while let Some(Ok(_)) = socket.next().await {}
+                    return out;
+                }
+                next = socket.next() => next,
+            };
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(id) = item_id(text.as_bytes()) {
+                        out.ids.push(id);
+                        after = id;
+                        last.store(id, Relaxed);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    code = frame.map_or(1005, |f| u16::from(f.code));
+                }
+                Some(Ok(_)) => {}
+                // The end of the stream: after both Close frames, or a
+                // connection that broke.
+                None | Some(Err(_)) => break,
+            }
+        }
+        out.closes.push(code);
+        if code == 1001 {
+            return out;
+        }
+    }
+}
+
+/// Follows `GET /api/items/poll?after=…&wait=…` from item `after` on,
+/// one poll after another, each on the connection the last one left open
+/// (a new one after `Connection: close`), until `stop` is cancelled or the
+/// server's answers end (nothing listens any more).
+pub async fn follow_polls(
+    addr: SocketAddr,
+    mut after: u64,
+    wait: Duration,
+    last: Arc<AtomicU64>,
+    stop: CancellationToken,
+) -> Followed {
+    let mut out = Followed::default();
+    let mut conn: Option<(TcpStream, ResponseReader)> = None;
+    while !stop.is_cancelled() {
+        let (stream, reader) = match conn.as_mut() {
+            Some(open) => open,
+            None => match TcpStream::connect(addr).await {
+                Ok(stream) => conn.insert((stream, ResponseReader::new())),
+                Err(_) => {
+                    out.failed += 1;
+                    if out.failed > 100 {
+                        return out;
+                    }
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
+            },
+        };
+        let ms = wait.as_millis();
+        let head =
+            format!("GET /api/items/poll?after={after}&wait={ms}ms HTTP/1.1\r\nHost: poll\r\n\r\n");
+        let answer = tokio::select! {
+            _ = stop.cancelled() => return out,
+            answer = async {
+                stream.write_all(head.as_bytes()).await?;
+                reader.read_response(stream, Method::Other).await
+            } => answer,
+        };
+        let res = match answer {
+            Ok(Some(res)) => res,
+            // Closed or reset before an answer: a new connection.
+            Ok(None) | Err(_) => {
+                out.failed += 1;
+                conn = None;
+                continue;
+            }
+        };
+        match res.status {
+            200 => {
+                for id in item_ids(&res.body) {
+                    out.ids.push(id);
+                    after = id;
+                    last.store(id, Relaxed);
+                }
+            }
+            204 => {}
+            503 => {
+                out.refused += 1;
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            other => panic!("a poll was answered {other}: {}", res.text()),
+        }
+        if res.closes() {
+            out.moves += 1;
+            conn = None;
+        }
+    }
+    out
+}
+
+/// The `id` of one item's JSON.
+fn item_id(json: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    value.get("id")?.as_u64()
+}
+
+/// The ids of a JSON array of items.
+fn item_ids(json: &[u8]) -> Vec<u64> {
+    let items: Vec<serde_json::Value> = serde_json::from_slice(json).unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|item| item.get("id")?.as_u64())
+        .collect()
+}
