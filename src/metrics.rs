@@ -39,6 +39,14 @@ pub struct Metrics {
     pub streams_open: AtomicU64,
     /// Event streams that ended because the server was closing.
     pub streams_ended_by_shutdown: AtomicU64,
+    /// Downloads whose body is being sent now.
+    pub downloads_open: AtomicU64,
+    /// Download body bytes handed to the connection (some may still have
+    /// been in its buffers when a download was cut).
+    pub download_bytes_sent: AtomicU64,
+    /// Downloads whose body was dropped before its last byte: the client
+    /// left, its writes stalled, or the forced close aborted them.
+    pub downloads_cut: AtomicU64,
     /// Units of detached work (blocking simulated work) that stopped early
     /// because their request was cancelled.
     pub work_cancelled: AtomicU64,
@@ -67,6 +75,9 @@ impl Default for Metrics {
             by_status: ByStatus::default(),
             streams_open: AtomicU64::new(0),
             streams_ended_by_shutdown: AtomicU64::new(0),
+            downloads_open: AtomicU64::new(0),
+            download_bytes_sent: AtomicU64::new(0),
+            downloads_cut: AtomicU64::new(0),
             work_cancelled: AtomicU64::new(0),
             cleaner_runs: AtomicU64::new(0),
             items_purged: AtomicU64::new(0),
@@ -207,6 +218,24 @@ const SERIES: &[Series] = &[
         kind: Kind::Counter,
         help: "Event streams ended because the server was closing.",
         value: |m| m.streams_ended_by_shutdown.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_downloads_open",
+        kind: Kind::Gauge,
+        help: "Downloads whose body is being sent.",
+        value: |m| m.downloads_open.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_download_bytes_sent_total",
+        kind: Kind::Counter,
+        help: "Download body bytes handed to the connection.",
+        value: |m| m.download_bytes_sent.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_downloads_cut_total",
+        kind: Kind::Counter,
+        help: "Downloads dropped before their last byte (client gone, write stalled, or forced close).",
+        value: |m| m.downloads_cut.load(Relaxed),
     },
     Series {
         name: "lameduck_work_cancelled_total",

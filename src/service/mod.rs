@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | instant | `/healthz`, `/livez`, `/metrics`, `OPTIONS`, 404, 405 | a ready future: no timer, no allocation |
 //! | work | `/api/items`, `/api/items/{id}`, `/api/slow`, `/debug/panic` | `guarded`: request timeout, deadline 503, panic → 500 |
-//! | stream | `/api/stream` | a body that ends on the `closing` token; no request timeout |
+//! | stream | `/api/stream`, `/api/download` | a body hyper polls, no handler; no request timeout. An event stream ends on the `closing` token; a download runs to its end, or to the forced close |
 //!
 //! Every route that serves `GET` serves `HEAD` too, over both protocols:
 //! the same handler runs, and `head.rs` takes the body away. `OPTIONS`
@@ -44,6 +44,7 @@
 
 mod access_log;
 mod conn_body;
+mod download;
 mod event_stream;
 mod head;
 mod health;
@@ -208,6 +209,8 @@ impl Service<'_> {
             "/api/slow" => instant(respond::unhandled_method(method, allow::READ)),
             "/api/stream" if get => instant(stream::stream(app, &req)),
             "/api/stream" => instant(respond::unhandled_method(method, allow::READ)),
+            "/api/download" if get => instant(download::download(app, &req)),
+            "/api/download" => instant(respond::unhandled_method(method, allow::READ)),
 
             "/debug/panic" if app.config.debug_routes => work(app, reply, async {
                 panic!("/debug/panic was asked to panic");
@@ -222,7 +225,8 @@ impl Service<'_> {
 
 /// The `Allow` lists: what `OPTIONS` answers and what a 405 names.
 mod allow {
-    /// The read-only paths: health, metrics, slow work, the event stream.
+    /// The read-only paths: health, metrics, slow work, the event stream,
+    /// the download.
     pub const READ: &str = "GET, HEAD, OPTIONS";
     /// `/api/items`.
     pub const ITEMS: &str = "GET, HEAD, POST, OPTIONS";
