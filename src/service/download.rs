@@ -30,7 +30,11 @@
 //! stream it is exempt from `--request-timeout`, since a large body on a
 //! slow link rightly takes longer than any request should. A client that
 //! stops reading is still cut: a write that makes no progress for
-//! `--request-timeout` closes the connection (`conn::write_stall`).
+//! `--request-timeout` closes the connection (`conn::write_stall`). Over
+//! HTTP/2 that holds for a client that stops reading the connection; one
+//! that goes on reading it but stops granting the stream flow-control
+//! window stalls no write, and its stream waits, like an event stream's
+//! would, until the client leaves or the forced close.
 //!
 //! Unlike an event stream, a download is **not** ended by the drain. An
 //! event stream never ends by itself, so at `closing` it says goodbye and
@@ -143,7 +147,10 @@ pub fn download(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
             let msg = format!("range not satisfiable: the body is {bytes} bytes");
             let mut res = respond::json_error(StatusCode::RANGE_NOT_SATISFIABLE, msg);
             let headers = res.headers_mut();
-            headers.insert(header::CONTENT_RANGE, ascii_value(format!("bytes */{bytes}")));
+            headers.insert(
+                header::CONTENT_RANGE,
+                ascii_value(format!("bytes */{bytes}")),
+            );
             name_the_body(headers, etag);
             return res;
         }
@@ -201,7 +208,10 @@ mod tests {
                 rate: None
             }
         );
-        assert_eq!(ok("bytes=1073741824&seed=18446744073709551615&rate=1").rate, Some(1));
+        assert_eq!(
+            ok("bytes=1073741824&seed=18446744073709551615&rate=1").rate,
+            Some(1)
+        );
         assert!(err("seed=1").contains("`bytes` is required"));
         assert!(err("bytes=1").contains("`seed` is required"));
         for bad in [
@@ -214,7 +224,10 @@ mod tests {
         }
         assert!(err("bytes=1&seed=18446744073709551616").contains("`seed`"));
         for bad in ["rate=0", "rate=1073741825", "rate=fast", "rate="] {
-            assert!(err(&format!("bytes=1&seed=1&{bad}")).contains("`rate`"), "{bad}");
+            assert!(
+                err(&format!("bytes=1&seed=1&{bad}")).contains("`rate`"),
+                "{bad}"
+            );
         }
         assert!(Params::parse(None).is_err());
     }

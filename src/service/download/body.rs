@@ -3,9 +3,10 @@
 //!
 //! Nothing is allocated for the body as a whole: each poll fills one frame
 //! of at most [`FRAME`] bytes from the generator (`keystream`), at the
-//! offset where the last one ended, and hands it to hyper. hyper polls
-//! again only once it has written the last frame, or buffered it, so a
-//! slow reader holds one or two frames in memory, not the body.
+//! offset where the last one ended, and hands it to hyper. hyper asks for
+//! the next frame only when it has room for it (HTTP/1: its write buffer;
+//! HTTP/2: the stream's flow-control window), so a slow reader holds a
+//! few frames in memory, never the body.
 //!
 //! # Pacing
 //!
@@ -140,7 +141,7 @@ impl hyper::body::Body for DownloadBody {
         }
         if !this.open {
             this.open = true;
-            this.app.metrics.downloads_open.fetch_add(1, Relaxed);
+            this.app.metrics.downloads.open.fetch_add(1, Relaxed);
         }
         let frame = match &mut this.pace {
             None => FRAME,
@@ -157,7 +158,8 @@ impl hyper::body::Body for DownloadBody {
         this.next += len as u64;
         this.app
             .metrics
-            .download_bytes_sent
+            .downloads
+            .bytes_sent
             .fetch_add(len as u64, Relaxed);
         Poll::Ready(Some(Ok(Frame::data(Bytes::from(bytes)))))
     }
@@ -175,11 +177,11 @@ impl Drop for DownloadBody {
     fn drop(&mut self) {
         if self.open {
             let metrics = &self.app.metrics;
-            metrics.downloads_open.fetch_sub(1, Relaxed);
+            metrics.downloads.open.fetch_sub(1, Relaxed);
             // Dropped before its last byte: the client left, its writes
             // stalled, or the forced close aborted it.
             if self.next < self.end {
-                metrics.downloads_cut.fetch_add(1, Relaxed);
+                metrics.downloads.cut.fetch_add(1, Relaxed);
             }
         }
     }
@@ -233,10 +235,13 @@ mod tests {
         let mut want = vec![0u8; (last + 1 - first) as usize];
         keystream::fill(9, first, &mut want);
         assert_eq!(got, want);
-        assert_eq!(app.metrics.download_bytes_sent.load(Relaxed), want.len() as u64);
+        assert_eq!(
+            app.metrics.downloads.bytes_sent.load(Relaxed),
+            want.len() as u64
+        );
         drop(body);
-        assert_eq!(app.metrics.downloads_open.load(Relaxed), 0);
-        assert_eq!(app.metrics.downloads_cut.load(Relaxed), 0);
+        assert_eq!(app.metrics.downloads.open.load(Relaxed), 0);
+        assert_eq!(app.metrics.downloads.cut.load(Relaxed), 0);
     }
 
     /// A throttled download takes `bytes / rate`, on a paused clock: 1 MB
@@ -256,7 +261,10 @@ mod tests {
         let frame = 250_000 / 16;
         let due = Duration::from_secs_f64((1_000_000 - frame) as f64 / 250_000.0);
         let took = last_frame_at - start;
-        assert!(took.abs_diff(due) < Duration::from_millis(2), "{took:?} vs {due:?}");
+        assert!(
+            took.abs_diff(due) < Duration::from_millis(2),
+            "{took:?} vs {due:?}"
+        );
     }
 
     /// A body dropped before its end counts as cut; one never polled (a
@@ -265,12 +273,12 @@ mod tests {
     async fn a_body_dropped_early_is_counted_as_cut_and_an_unpolled_one_not_at_all() {
         let app = app();
         drop(DownloadBody::new(app.clone(), 1, 0, 999, None));
-        assert_eq!(app.metrics.downloads_cut.load(Relaxed), 0);
+        assert_eq!(app.metrics.downloads.cut.load(Relaxed), 0);
         let mut body = DownloadBody::new(app.clone(), 1, 0, 999_999, None);
         body.frame().await.unwrap().unwrap();
-        assert_eq!(app.metrics.downloads_open.load(Relaxed), 1);
+        assert_eq!(app.metrics.downloads.open.load(Relaxed), 1);
         drop(body);
-        assert_eq!(app.metrics.downloads_open.load(Relaxed), 0);
-        assert_eq!(app.metrics.downloads_cut.load(Relaxed), 1);
+        assert_eq!(app.metrics.downloads.open.load(Relaxed), 0);
+        assert_eq!(app.metrics.downloads.cut.load(Relaxed), 1);
     }
 }
