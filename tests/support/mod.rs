@@ -1,6 +1,7 @@
 //! Shared test helpers: a server running in-process with injectable
-//! triggers, a minimal raw HTTP/1.1 client over real sockets, and a handle
-//! on the real binary for signal tests, and a throwaway PostgreSQL server.
+//! triggers, a minimal raw HTTP/1.1 client over real sockets (and a
+//! download client on it that survives a cut body), a handle on the real
+//! binary for signal tests, and a throwaway PostgreSQL server.
 //!
 //! The client is hand-rolled on purpose: tests need to see exactly what the
 //! server wrote (`Connection: close`, a bare EOF, a half-sent stream), which
@@ -10,6 +11,7 @@
 
 pub mod binary;
 pub mod contract;
+pub mod download;
 pub mod http;
 pub mod http2;
 pub mod postgres;
