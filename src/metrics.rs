@@ -40,6 +40,10 @@ pub struct Metrics {
     pub streams_open: AtomicU64,
     /// Event streams that ended because the server was closing.
     pub streams_ended_by_shutdown: AtomicU64,
+    /// `/api/download`'s counters, on cache lines of their own: a
+    /// download adds to them once a frame, and no other request should
+    /// pay for a line it shares with them.
+    pub downloads: Padded<DownloadCounters>,
     /// Units of detached work (blocking simulated work) that stopped early
     /// because their request was cancelled.
     pub work_cancelled: AtomicU64,
@@ -71,6 +75,7 @@ impl Default for Metrics {
             by_status: ByStatus::default(),
             streams_open: AtomicU64::new(0),
             streams_ended_by_shutdown: AtomicU64::new(0),
+            downloads: Padded::default(),
             work_cancelled: AtomicU64::new(0),
             cleaner_runs: AtomicU64::new(0),
             items_purged: AtomicU64::new(0),
@@ -80,6 +85,19 @@ impl Default for Metrics {
             websockets: Arc::default(),
         }
     }
+}
+
+/// What `/api/download` counts.
+#[derive(Debug, Default)]
+pub struct DownloadCounters {
+    /// Downloads whose body is being sent now.
+    pub open: AtomicU64,
+    /// Download body bytes handed to the connection (some may still have
+    /// been in its buffers when a download was cut).
+    pub bytes_sent: AtomicU64,
+    /// Downloads whose body was dropped before its last byte: the client
+    /// left, its writes stalled, or the forced close aborted them.
+    pub cut: AtomicU64,
 }
 
 impl Metrics {
@@ -230,6 +248,24 @@ const SERIES: &[Series] = &[
         kind: Kind::Counter,
         help: "WebSocket sessions cut by a forced close before their closing handshake finished.",
         value: |m| m.websockets.aborted(),
+    },
+    Series {
+        name: "lameduck_downloads_open",
+        kind: Kind::Gauge,
+        help: "Downloads whose body is being sent.",
+        value: |m| m.downloads.open.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_download_bytes_sent_total",
+        kind: Kind::Counter,
+        help: "Download body bytes handed to the connection.",
+        value: |m| m.downloads.bytes_sent.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_downloads_cut_total",
+        kind: Kind::Counter,
+        help: "Downloads dropped before their last byte (client gone, write stalled, or forced close).",
+        value: |m| m.downloads.cut.load(Relaxed),
     },
     Series {
         name: "lameduck_work_cancelled_total",

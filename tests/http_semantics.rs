@@ -21,7 +21,7 @@ async fn stop(server: TestServer) {
 }
 
 /// Every route that serves `GET`, once an item exists.
-const GET_ROUTES: [&str; 7] = [
+const GET_ROUTES: [&str; 8] = [
     "/healthz",
     "/livez",
     "/metrics",
@@ -29,6 +29,7 @@ const GET_ROUTES: [&str; 7] = [
     "/api/items/1",
     "/api/slow?ms=1",
     "/api/stream?interval_ms=10",
+    "/api/download?bytes=100000&seed=1",
 ];
 
 /// A server with one item, so that `/api/items/1` is served.
@@ -209,6 +210,7 @@ async fn options_on_a_path_lists_its_methods() {
         ("/api/items/1", "GET, HEAD, DELETE, OPTIONS"),
         ("/api/slow", "GET, HEAD, OPTIONS"),
         ("/api/stream", "GET, HEAD, OPTIONS"),
+        ("/api/download", "GET, HEAD, OPTIONS"),
     ] {
         let res = request(server.addr, "OPTIONS", path, None).await;
         assert_eq!(

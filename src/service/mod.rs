@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | instant | `/healthz`, `/livez`, `/metrics`, `OPTIONS`, 404, 405 | a ready future: no timer, no allocation |
 //! | work | `/api/items`, `/api/items/{id}`, `/api/slow`, `/debug/panic` | `guarded`: request timeout, deadline 503, panic → 500 |
-//! | stream | `/api/stream` | a body that ends on the `closing` token; no request timeout |
+//! | stream | `/api/stream`, `/api/download` | a body hyper polls, no handler; no request timeout. An event stream ends on the `closing` token; a download runs to its end, or to the forced close |
 //! | long wait | `/api/items/poll` | `guarded` without the request timeout: its own `wait` bounds it, the drain answers it at once |
 //! | upgrade | `/api/ws`, `/api/ws/echo` | answered `101` at once; the session is a task of its own, tracked by the registry in [`crate::long_lived::sockets`] |
 //!
@@ -46,6 +46,7 @@
 
 mod access_log;
 mod conn_body;
+mod download;
 mod event_stream;
 mod head;
 mod health;
@@ -218,6 +219,8 @@ impl Service<'_> {
             "/api/slow" => instant(respond::unhandled_method(method, allow::READ)),
             "/api/stream" if get => instant(stream::stream(app, &req)),
             "/api/stream" => instant(respond::unhandled_method(method, allow::READ)),
+            "/api/download" if get => instant(download::download(app, &req)),
+            "/api/download" => instant(respond::unhandled_method(method, allow::READ)),
             // A handshake is answered at once (`101`); the session runs
             // as a task of its own, tracked by `app.websockets`.
             "/api/ws" if *method == Method::GET => match hub_after(&req) {
@@ -249,7 +252,8 @@ impl Service<'_> {
 
 /// The `Allow` lists: what `OPTIONS` answers and what a 405 names.
 mod allow {
-    /// The read-only paths: health, metrics, slow work, the event stream.
+    /// The read-only paths: health, metrics, slow work, the event stream,
+    /// the download.
     pub const READ: &str = "GET, HEAD, OPTIONS";
     /// `/api/items`.
     pub const ITEMS: &str = "GET, HEAD, POST, OPTIONS";

@@ -6,12 +6,14 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 
+use super::download::DownloadBody;
 use super::event_stream::EventStream;
 
-/// The response body: a whole buffer, or an event stream. An enum rather
-/// than a `Box<dyn Body>` so that an ordinary response costs no extra
+/// The response body: a whole buffer, or a body that outlives the
+/// request timeout (an event stream, a download). An enum rather than a
+/// `Box<dyn Body>` so that an ordinary response costs no extra
 /// allocation.
-pub type Body = Either<Full<Bytes>, EventStream>;
+pub type Body = Either<Full<Bytes>, Either<EventStream, DownloadBody>>;
 
 /// A plain-text response.
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {

@@ -46,6 +46,19 @@ pub struct Followed {
     pub refused: usize,
     /// Connects or requests that failed outright (refused, reset).
     pub failed: usize,
+    /// Where each connection after the first began, as an index into
+    /// `ids`: the seams a restart put into the stream.
+    pub seams: Vec<usize>,
+}
+
+/// What one seam (a reconnect) cost a follower.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SeamCost {
+    /// Items created between the last one before the seam and the first
+    /// one after it that the follower never received.
+    pub lost: usize,
+    /// Items received after the seam that it had already received.
+    pub duplicated: usize,
 }
 
 impl Followed {
@@ -59,6 +72,33 @@ impl Followed {
         let duplicated = seen.values().map(|n| n - 1).sum();
         let lost = expected.iter().filter(|id| !seen.contains_key(id)).count();
         (lost, duplicated)
+    }
+}
+
+impl Followed {
+    /// What each seam cost, in order: the items of `expected` (every id
+    /// created, in order) missing between the two sides of the seam, and
+    /// the items repeated after it.
+    pub fn seam_costs(&self, expected: &[u64]) -> Vec<SeamCost> {
+        let mut seams = self.seams.clone();
+        seams.push(self.ids.len());
+        let mut costs = Vec::new();
+        for pair in seams.windows(2) {
+            let (seam, next) = (pair[0], pair[1]);
+            let before = self.ids[..seam].last().copied().unwrap_or(0);
+            let after = &self.ids[seam..next];
+            let duplicated = after.iter().filter(|id| **id <= before).count();
+            let first_new = after.iter().find(|id| **id > before).copied();
+            let lost = match first_new {
+                Some(first) => expected
+                    .iter()
+                    .filter(|id| **id > before && **id < first)
+                    .count(),
+                None => 0,
+            };
+            costs.push(SeamCost { lost, duplicated });
+        }
+        costs
     }
 }
 
@@ -81,7 +121,12 @@ pub async fn follow_hub(
             connected = tokio_tungstenite::connect_async(url) => connected,
         };
         let mut socket = match connected {
-            Ok((socket, _)) => socket,
+            Ok((socket, _)) => {
+                if !out.closes.is_empty() {
+                    out.seams.push(out.ids.len());
+                }
+                socket
+            }
             Err(WsError::Http(res)) if res.status() == 503 => {
                 out.refused += 1;
                 tokio::time::sleep(RETRY_AFTER).await;
@@ -146,7 +191,12 @@ pub async fn follow_polls(
         let (stream, reader) = match conn.as_mut() {
             Some(open) => open,
             None => match TcpStream::connect(addr).await {
-                Ok(stream) => conn.insert((stream, ResponseReader::new())),
+                Ok(stream) => {
+                    if out.moves > 0 || out.failed > 0 {
+                        out.seams.push(out.ids.len());
+                    }
+                    conn.insert((stream, ResponseReader::new()))
+                }
                 Err(_) => {
                     out.failed += 1;
                     if out.failed > 100 {

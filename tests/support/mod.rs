@@ -1,8 +1,9 @@
 //! Shared test helpers: a server running in-process with injectable
-//! triggers, a minimal raw HTTP/1.1 client over real sockets, a handle
-//! on the real binary for signal tests, a throwaway PostgreSQL server,
-//! and programs from outside the project run to their end (`wstest`, a
-//! Python WebSocket client).
+//! triggers, a minimal raw HTTP/1.1 client over real sockets (and a
+//! download client on it that survives a cut body), a handle on the real
+//! binary for signal tests, a throwaway PostgreSQL server, and programs
+//! from outside the project run to their end (`wstest`, a Python
+//! WebSocket client).
 //!
 //! The client is hand-rolled on purpose: tests need to see exactly what the
 //! server wrote (`Connection: close`, a bare EOF, a half-sent stream), which
@@ -12,6 +13,7 @@
 
 pub mod binary;
 pub mod contract;
+pub mod download;
 pub mod external;
 pub mod http;
 pub mod http2;
