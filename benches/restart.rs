@@ -32,6 +32,13 @@
 //! `lameduck::testing::load::Verdict`), the worst single restart, and the
 //! longest time between two successful responses of any workers.
 //!
+//! One more row, `http1_sighup_longlived_…` (`restart/long_lived.rs`),
+//! counts what the SIGHUP upgrades cost the clients that stay connected:
+//! WebSocket hub clients, long polls and a resumed download, each
+//! following the items (or the bytes) across every restart. Per restart:
+//! items lost and seen twice, the close codes, where the download
+//! resumed.
+//!
 //! Everything targets loopback; every wait is bounded; the run ends by
 //! itself, and a server left running by a failure is killed.
 
@@ -39,6 +46,8 @@
 mod command;
 #[path = "restart/lameduck.rs"]
 mod lameduck;
+#[path = "restart/long_lived.rs"]
+pub mod long_lived;
 #[allow(dead_code)] // The churn bench's helpers; only two are used here.
 #[path = "churn/measure.rs"]
 mod measure;
@@ -223,8 +232,15 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
             rows.push(row(&client_rt, opts, method, load));
         }
     }
+    let long_lived = if opts.commands.is_none() {
+        eprintln!("restart: sighup under the long-lived load");
+        Some(long_lived::row(&client_rt, opts))
+    } else {
+        None
+    };
     client_rt.shutdown_timeout(Duration::from_secs(1));
     Ok(Figures {
+        long_lived,
         machine: measure::machine(),
         date: measure::today(),
         quick: opts.quick,

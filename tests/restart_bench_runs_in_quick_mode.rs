@@ -10,8 +10,9 @@
 mod restart;
 
 /// The restart bench in its `--quick` mode: every row runs its restarts
-/// against the binary, the SIGHUP rows' old processes exit 0, and the
-/// JSON parses back. The counts are tiny: this proves the bench works,
+/// against the binary, the SIGHUP rows' old processes exit 0, the
+/// long-lived row's followers lose and repeat nothing, and the JSON
+/// parses back. The counts are tiny: this proves the bench works,
 /// not any figure.
 #[test]
 fn quick_restart_bench_runs_every_row() {
@@ -41,6 +42,22 @@ fn quick_restart_bench_runs_every_row() {
             }
         }
     }
+    // The long-lived row: followers that lose nothing and see nothing
+    // twice, closes that say "restart", a download whose every byte is
+    // right.
+    print!("{}", figures.table());
+    let long = figures.long_lived.as_ref().expect("the long-lived row");
+    assert_eq!(long.error, None);
+    assert_eq!(long.restarts, opts.restarts);
+    assert!(long.items > 0, "no items were created");
+    assert_eq!((long.lost, long.duplicated), (0, 0));
+    assert_eq!(long.failed_creates, 0);
+    let restarts = long.hubs * opts.restarts;
+    assert_eq!(long.closes.get(&1012), Some(&restarts), "{:?}", long.closes);
+    assert!(
+        long.download_complete && long.download_wrong_bytes == 0,
+        "{long:?}"
+    );
     let json = std::env::temp_dir().join(format!("lameduck-restart-{}.json", std::process::id()));
     figures.write_json(&json).expect("write JSON");
     let text = std::fs::read_to_string(&json).expect("read JSON back");

@@ -17,6 +17,8 @@ pub struct Figures {
     pub restarts: usize,
     pub workers: usize,
     pub rows: Vec<Row>,
+    /// The long-lived load's row (lameduck only).
+    pub long_lived: Option<super::long_lived::LongLivedRow>,
 }
 
 /// One method under one load.
@@ -142,6 +144,60 @@ impl Figures {
                 r.worst_restart,
                 r.longest_gap_ms
             );
+        }
+        if let Some(l) = &self.long_lived {
+            let closes = |c: &std::collections::BTreeMap<u16, usize>| {
+                c.iter()
+                    .map(|(code, n)| format!("{code}×{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let _ = writeln!(
+                t,
+                "\n| figure | restarts | items | lost | duplicated | closes | refused | download |"
+            );
+            let _ = writeln!(t, "|---|---:|---:|---:|---:|---|---:|---|");
+            let _ = writeln!(
+                t,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} MB, {}, {} wrong bytes |",
+                l.name,
+                l.restarts,
+                l.items,
+                l.lost,
+                l.duplicated,
+                closes(&l.closes),
+                l.refused,
+                l.download_bytes / 1_000_000,
+                if l.download_complete {
+                    "whole"
+                } else {
+                    "NOT whole"
+                },
+                l.download_wrong_bytes
+            );
+            let _ = writeln!(
+                t,
+                "\n| restart | lost | duplicated | closes | download cut after | resumed at | old process |"
+            );
+            let _ = writeln!(t, "|---:|---:|---:|---|---:|---:|---|");
+            for (i, r) in l.per_restart.iter().enumerate() {
+                let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    i + 1,
+                    r.lost,
+                    r.duplicated,
+                    closes(&r.closes),
+                    opt(r.download_bytes_before_cut),
+                    opt(r.download_resumed_at),
+                    r.old_exit.as_deref().unwrap_or("-")
+                );
+            }
+            if let Some(error) = &l.error {
+                let first = error.lines().next().unwrap_or_default();
+                let _ = writeln!(t, "\n{}: stopped early: {first}", l.name);
+            }
         }
         for r in self.rows.iter().filter(|r| r.error.is_some()) {
             let error = r.error.as_deref().unwrap_or_default();

@@ -76,7 +76,7 @@
 //! fresh 200 of the new body instead of a corrupt splice.
 
 mod body;
-mod keystream;
+pub(crate) mod keystream;
 mod range;
 
 use std::sync::Arc;

@@ -46,7 +46,7 @@
 
 mod access_log;
 mod conn_body;
-mod download;
+pub(crate) mod download;
 mod event_stream;
 mod head;
 mod health;

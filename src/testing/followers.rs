@@ -263,3 +263,129 @@ fn item_ids(json: &[u8]) -> Vec<u64> {
         .filter_map(|item| item.get("id")?.as_u64())
         .collect()
 }
+
+/// What a resuming download saw.
+#[derive(Debug, Default, Clone)]
+pub struct Downloaded {
+    /// The body's length.
+    pub len: u64,
+    /// Bytes received on each connection, in order: one entry per cut,
+    /// and the last one's.
+    pub segments: Vec<u64>,
+    /// Where each resume began (its `Range: bytes=K-`).
+    pub resumed_at: Vec<u64>,
+    /// Received bytes that differed from the body's (`0`: every resume
+    /// gave the same bytes the first connection would have).
+    pub wrong_bytes: u64,
+    /// Answers other than `200` to the first request and `206` to a
+    /// resume (a refusal during a switch, an If-Range that did not match).
+    pub unexpected: Vec<u16>,
+    /// The whole body arrived.
+    pub complete: bool,
+}
+
+/// Downloads `/api/download?bytes=LEN&seed=SEED&rate=RATE` to its end,
+/// resuming after every cut with `Range: bytes=K-` and `If-Range` the
+/// `ETag` of the first answer, and checks every byte against the body's
+/// definition (`service::download::keystream`), until the body is whole
+/// or `stop` is cancelled.
+pub async fn follow_download(
+    addr: SocketAddr,
+    len: u64,
+    seed: u64,
+    rate: u64,
+    stop: CancellationToken,
+) -> Downloaded {
+    let mut out = Downloaded {
+        len,
+        ..Downloaded::default()
+    };
+    let mut etag: Option<String> = None;
+    let mut offset = 0u64;
+    let mut expected = vec![0u8; 256 * 1024];
+    while offset < len && !stop.is_cancelled() {
+        let Ok(mut stream) = TcpStream::connect(addr).await else {
+            tokio::time::sleep(RETRY_AFTER).await;
+            continue;
+        };
+        let mut head = format!(
+            "GET /api/download?bytes={len}&seed={seed}&rate={rate} HTTP/1.1\r\nHost: dl\r\nConnection: close\r\n"
+        );
+        if let (Some(tag), true) = (&etag, offset > 0) {
+            head.push_str(&format!("Range: bytes={offset}-\r\nIf-Range: {tag}\r\n"));
+            out.resumed_at.push(offset);
+        }
+        head.push_str("\r\n");
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            continue;
+        }
+        let mut reader = ResponseReader::new();
+        let res = loop {
+            match reader.next_head(Method::Other) {
+                Ok(Some(res)) => break Some(res),
+                Ok(None) => {}
+                Err(_) => break None,
+            }
+            match reader.fill_from(&mut stream).await {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            }
+        };
+        let Some(res) = res else { continue };
+        let wanted = if offset == 0 { 200 } else { 206 };
+        if res.status != wanted {
+            out.unexpected.push(res.status);
+            if offset == 0 || res.status != 503 {
+                // Not the bytes asked for: start over from the beginning
+                // (a 200 to a resume means the body changed).
+                offset = 0;
+                etag = None;
+            }
+            tokio::time::sleep(RETRY_AFTER).await;
+            continue;
+        }
+        if etag.is_none() {
+            etag = res.header("etag").map(str::to_owned);
+        }
+        let mut got = 0u64;
+        let mut chunk = reader.take_leftover();
+        loop {
+            let n = chunk.len().min((len - offset) as usize);
+            if n > 0 {
+                let expect = &mut expected[..n.min(256 * 1024)];
+                let mut done = 0;
+                while done < n {
+                    let part = (n - done).min(expect.len());
+                    crate::service::download::keystream::fill(
+                        seed,
+                        offset + done as u64,
+                        &mut expect[..part],
+                    );
+                    out.wrong_bytes += chunk[done..done + part]
+                        .iter()
+                        .zip(&expect[..part])
+                        .filter(|(a, b)| a != b)
+                        .count() as u64;
+                    done += part;
+                }
+                offset += n as u64;
+                got += n as u64;
+            }
+            if offset >= len {
+                break;
+            }
+            chunk.resize(256 * 1024, 0);
+            let read = tokio::select! {
+                _ = stop.cancelled() => break,
+                read = tokio::io::AsyncReadExt::read(&mut stream, &mut chunk) => read,
+            };
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => chunk.truncate(n),
+            }
+        }
+        out.segments.push(got);
+    }
+    out.complete = offset >= len;
+    out
+}
