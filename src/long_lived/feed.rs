@@ -21,10 +21,11 @@
 //! restarts.
 //!
 //! Why ids are enough: the store gives every item a larger id than any
-//! before it, and (SQLite's single writer, the memory store's lock)
-//! commits them in that order, so once the feed has seen id N, no item
-//! below N can appear later. PostgreSQL does not promise the second half
-//! (two transactions may commit out of id order); see the store's docs.
+//! before it, and commits them in that order (SQLite's single writer, the
+//! memory store's lock, and for PostgreSQL an advisory lock that creates
+//! take in turn, since a sequence alone would let two transactions commit
+//! out of id order), so once the feed has seen id N, no item below N can
+//! appear later.
 //!
 //! At the drain the worker stops with the others: the sockets are being
 //! closed, and the long polls answer at once.

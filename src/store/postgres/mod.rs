@@ -257,6 +257,10 @@ impl PostgresStore {
     }
 }
 
+/// The advisory lock creates take in turn (see `create`): any fixed key
+/// no other lock of the schema uses.
+const CREATE_ORDER_LOCK: i64 = 0x6c61_6d65_6475_636b; // "lameduck"
+
 impl Store for PostgresStore {
     fn list(&self, page: Page, cancel: CancellationToken) -> StoreFuture<'_, Vec<Item>> {
         Box::pin(async move {
@@ -323,6 +327,14 @@ impl Store for PostgresStore {
             let now = unix_now();
             let expires_at = item.ttl_secs.map(|t| now.saturating_add(t));
             let done = async {
+                // Creates take turns: the id comes from a sequence, and
+                // two transactions could otherwise commit out of id order,
+                // so that a reader which has seen id N could later find an
+                // item below N. The live feed (`long_lived::feed`) reads
+                // "after the last id seen" and would miss it. The lock is
+                // held to the commit, as SQLite's single writer is.
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_ORDER_LOCK])
+                    .await?;
                 let row = tx
                     .query_one(
                         "INSERT INTO items (name, created_at, expires_at)
