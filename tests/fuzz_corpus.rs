@@ -86,6 +86,16 @@ fn api_requests_corpus_keeps_its_invariants() {
     replay("api_requests", lameduck::fuzzing::api_requests);
 }
 
+/// Every WebSocket seed (text, fragments, pings, Close codes, invalid
+/// UTF-8, an impossible length, the hub, the signal mid-message) and
+/// regression: no panic, the connection and the session end, `101` (or
+/// `503` after the signal), well-formed server frames, a server's Close
+/// code, 1001 after the signal, the echo faithful.
+#[test]
+fn websocket_frames_corpus_keeps_its_invariants() {
+    replay("websocket_frames", lameduck::fuzzing::websocket_frames);
+}
+
 fn seed(target: &str, name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
@@ -131,4 +141,67 @@ fn h2_seeds_get_headers_and_goaway() {
     let frames =
         lameduck::fuzzing::h2_exchange(&seed("h2_connection", "seed_streams_then_shutdown"));
     assert!(frames.iter().any(|f| f.kind == 7));
+}
+
+fn ws_seed(name: &str) -> lameduck::fuzzing::WsExchange {
+    lameduck::fuzzing::websocket_exchange(&seed("websocket_frames", name))
+}
+
+/// The WebSocket harness is not vacuous: the echo sends a message back as
+/// it came (a fragmented one joined), a client's Close 1000 comes back as
+/// 1000, and invalid UTF-8 gets 1007, as RFC 6455 says.
+#[test]
+fn websocket_seeds_get_their_echo_and_close_codes() {
+    use lameduck::fuzzing::WsMessage::{Binary, Close, Text};
+    let close = |ex: &lameduck::fuzzing::WsExchange| {
+        ex.messages.iter().find_map(|m| match m {
+            Close(Some((code, _))) => Some(*code),
+            _ => None,
+        })
+    };
+    let ex = ws_seed("seed_close_1000");
+    assert_eq!(ex.status, 101);
+    assert_eq!(ex.messages[0], Text(b"hello".to_vec()));
+    assert_eq!(close(&ex), Some(1000));
+    let ex = ws_seed("seed_fragmented");
+    assert!(ex.messages.contains(&Text(b"hello".to_vec())));
+    assert!(ex.messages.contains(&Binary(vec![0, 1, 2])));
+    assert_eq!(close(&ws_seed("seed_invalid_utf8")), Some(1007));
+    assert_eq!(close(&ws_seed("seed_oversized_length")), Some(1009));
+    assert_eq!(close(&ws_seed("seed_unmasked")), Some(1002));
+}
+
+/// The shutdown, as a WebSocket client sees it: a session open at the
+/// signal gets Close 1001 (1012 at an upgrade), a handshake after it gets
+/// 503, and a quiet client is pinged and then closed for not answering.
+#[test]
+fn websocket_seeds_see_the_shutdown_and_the_pings() {
+    use lameduck::fuzzing::WsMessage::{Close, Ping};
+    let ex = ws_seed("seed_shutdown_mid_message");
+    assert!(ex.shutdown_at.is_some());
+    assert!(matches!(ex.messages.last(), Some(Close(Some((1001, _))))));
+    let ex = ws_seed("seed_upgrade_shutdown_mid_message");
+    assert!(matches!(ex.messages.last(), Some(Close(Some((1012, _))))));
+    assert_eq!(ws_seed("seed_shutdown_before_handshake").status, 503);
+    let ex = ws_seed("seed_text");
+    assert!(matches!(ex.messages[1], Ping(_)), "{:?}", ex.messages);
+    assert!(matches!(&ex.messages[2], Close(Some((1001, reason))) if reason == b"ping timeout"));
+}
+
+/// The hub replays the items above `after`, in id order, as JSON text.
+#[test]
+fn websocket_hub_seed_replays_the_items_after_its_id() {
+    let ex = ws_seed("seed_hub_after_1");
+    let ids: Vec<u64> = ex
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            lameduck::fuzzing::WsMessage::Text(json) => {
+                let item: serde_json::Value = serde_json::from_slice(json).ok()?;
+                item["id"].as_u64()
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, [2, 3]);
 }

@@ -40,6 +40,7 @@
 //! | an idle HTTP/2 connection, even one that leaves the GOAWAY's PING unanswered | GOAWAY, then closed (`h2_idle`) | `an_idle_h2c_connection_gets_goaway_then_is_closed_at_the_idle_timeout`, `an_idle_h2c_connection_that_ignores_goaway_is_closed_a_second_later` |
 //! | **all of the above during a drain** while five creates are mid-body at SIGTERM | the process drains and exits **0** well within `--shutdown-timeout`; all five creates get 201 | `every_hostile_client_at_once_cannot_stop_a_clean_drain` |
 //! | arbitrary bytes, chunked any way, with the shutdown signal at any read | no panic, no hang, well-formed responses, and every response written after the signal carries `Connection: close` (HTTP/2: whole frames, GOAWAY) | the fuzz targets `http1_connection` and `h2_connection` |
+//! | a valid WebSocket handshake, then arbitrary frames, chunked any way, with the shutdown signal at any read | no panic; the session ends (at the latest at the forced close); well-formed server frames, one Close with a code a server may send, 1001 (1012 after an upgrade) at the shutdown | the fuzz target `websocket_frames` |
 
 pub(crate) mod executor;
 pub(crate) mod h2_idle;

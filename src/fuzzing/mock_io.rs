@@ -17,7 +17,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -38,6 +38,9 @@ pub enum Step {
     /// The next read returns `Pending` (and asks to be polled again).
     Pending,
     /// Send the graceful-shutdown signal here, then return `Pending`.
+    /// The client sends nothing more until the harness has sent it: the
+    /// task reading may not be the harness's own (a WebSocket session's
+    /// is not), and must not read on before the server has been told.
     Shutdown,
 }
 
@@ -83,6 +86,13 @@ pub struct Wire {
     pub shutdown_requested: bool,
     /// `output.len()` when the shutdown signal was sent, if it was.
     pub shutdown_at: Option<usize>,
+    /// Woken by the shutdown step, for a harness that does not poll this
+    /// IO itself: after a WebSocket's `101` the session's own task reads
+    /// it, and the harness, which sends the signal, must hear of the step.
+    pub harness: Option<Waker>,
+    /// The read waiting for the signal to be sent (see [`Step::Shutdown`]),
+    /// for the harness to wake once it has sent it.
+    pub reader: Option<Waker>,
 }
 
 /// The connection as the server sees it. See the module docs.
@@ -133,6 +143,13 @@ impl AsyncRead for MockIo {
         if self.hung_up() {
             return Poll::Ready(Ok(())); // EOF
         }
+        let mut wire = self.wire.lock().unwrap();
+        if wire.shutdown_requested && wire.shutdown_at.is_none() {
+            // The shutdown step has been taken, the signal not yet sent.
+            wire.reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        drop(wire);
         let left = self.input.len() - self.pos;
         if left == 0 {
             // Quiet until the hang-up.
@@ -150,8 +167,14 @@ impl AsyncRead for MockIo {
             }
             Some(Step::Shutdown) => {
                 // The harness sends the signal before it next polls the
-                // connection (see `serve_scripted`).
-                self.wire.lock().unwrap().shutdown_requested = true;
+                // connection (see `serve_scripted`), or, if another task
+                // reads, as soon as it runs (`websocket::Signal`).
+                let mut wire = self.wire.lock().unwrap();
+                wire.shutdown_requested = true;
+                if let Some(harness) = wire.harness.take() {
+                    harness.wake();
+                }
+                drop(wire);
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`http1_connection`] | `conn::serve` over a [`MockIo`] | no panic; the connection ends; the output is a sequence of HTTP/1 responses; after the shutdown signal every response says `Connection: close` |
 //! | [`h2_connection`] | the same, with the HTTP/2 preface sent first | no panic; the connection and its streams end; the output is whole frames starting with SETTINGS; after the shutdown signal a GOAWAY is sent |
+//! | [`websocket_frames`] | a WebSocket handshake (echo or hub), then arbitrary frames, through the upgrade into the session task | no panic; the connection and the session end; `101`, or `503` only after the signal; whole server frames by RFC 6455's rules; at most one Close, with a code a server may send; Close 1001 after the signal; the echo sends back what it got |
 //! | [`api_requests`] | create/list/get/delete calls from [`arbitrary`] input | every status is documented, every JSON body parses, every acknowledged create is in the next list |
 //!
 //! # No hang, no waiting
@@ -24,6 +25,8 @@
 mod api;
 mod h2_wire;
 mod mock_io;
+mod websocket;
+mod ws_wire;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -42,6 +45,8 @@ use crate::testing::http1::{Framing, Method, Response, ResponseReader};
 pub use api::api_requests;
 pub use h2_wire::{WireFrame, parse_frames};
 pub use mock_io::{LINGER, MockIo, Script, Step, Wire};
+pub use websocket::{WsExchange, websocket_exchange, websocket_frames};
+pub use ws_wire::WsMessage;
 
 /// How long (on the paused clock) a connection may take to end before the
 /// run counts as a hang. The slowest legitimate end is [`LINGER`] plus a

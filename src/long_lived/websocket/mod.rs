@@ -13,7 +13,7 @@
 //! | request | answer |
 //! |---|---|
 //! | a valid handshake, server running | `101 Switching Protocols` |
-//! | from the first signal on (the hook has told the hub) | `503` + `Retry-After` |
+//! | from the first signal on (the hook has told the hub), and from the drain on in any case | `503` + `Retry-After` |
 //! | as many sockets open as `--max-connections` | `503` + `Retry-After` |
 //! | a `GET` that is not a WebSocket handshake, or asks another version | `426 Upgrade Required` + `Sec-WebSocket-Version: 13` |
 //! | a handshake without a valid `Sec-WebSocket-Key`, a bad `after` | `400` |
@@ -76,8 +76,12 @@ where
     let sockets = &app.websockets;
     // The hook fired: the server is stopping, and a new session would
     // only be told to close. The client retries elsewhere, or here after
-    // a restart.
-    if sockets.is_refusing() {
+    // a restart. The drain refuses too, hook or not: hooks are not
+    // awaited, and the drain may begin before this one has run (at
+    // once after an upgrade, or with `--drain-delay 0`), when a `101`
+    // would also be given `Connection: close` (`last_if_draining`), which
+    // a client must fail the handshake for (RFC 6455 §4.1).
+    if sockets.is_refusing() || app.shutdown.is_draining() {
         return respond::retry_elsewhere("server is shutting down; reconnect in a moment");
     }
     // An upgraded socket has left the connection limit (its connection
