@@ -331,8 +331,13 @@ fn hub_after(req: &Request<Incoming>) -> Result<u64, Box<Response<Body>>> {
 /// within the keep-alive grace, is closed without racing the client (see
 /// `keepalive_grace`). HTTP/2 has GOAWAY instead, and must not carry the
 /// header at all.
+///
+/// A `101` is left alone: its `Connection: upgrade` is what makes it a
+/// WebSocket handshake (RFC 6455 §4.1), and a session accepted just as
+/// the drain began is told to close by the drain itself, with a Close
+/// frame.
 fn last_if_draining(app: &App, http1: bool, res: Response<Body>) -> Response<Body> {
-    if http1 && app.shutdown.is_draining() {
+    if http1 && app.shutdown.is_draining() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
         respond::closing(res)
     } else {
         res
