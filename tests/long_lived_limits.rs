@@ -9,39 +9,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lameduck::Config;
-use support::{TestServer, http, http2, test_config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{TestServer, http, http2, test_config, websocket};
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
 const STOP: Duration = Duration::from_secs(10);
-
-/// A WebSocket handshake request for `path`.
-fn handshake_request(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
-/// Sends a handshake on a new connection; the socket and the answer's
-/// head.
-async fn raw_handshake(addr: std::net::SocketAddr, path: &str) -> (TcpStream, String) {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(handshake_request(path).as_bytes())
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match tokio::time::timeout(STOP, socket.read(&mut byte)).await {
-            Ok(Ok(1)) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    (socket, String::from_utf8_lossy(&head).into_owned())
-}
 
 /// A peer that reads but never answers the server's pings is pinged once
 /// after `--ws-ping-interval` of silence, then closed with 1001 "ping
@@ -54,7 +26,7 @@ async fn a_websocket_that_never_answers_a_ping_is_closed_with_ping_timeout() {
         ..test_config()
     })
     .await;
-    let (mut socket, head) = raw_handshake(server.addr, "/api/ws").await;
+    let (mut socket, head) = websocket::handshake(server.addr, "/api/ws").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // Everything the server sends until it closes the connection.
     let mut wire = Vec::new();
@@ -139,11 +111,11 @@ async fn websockets_past_max_connections_get_503() {
         ..test_config()
     })
     .await;
-    let (_a, head_a) = raw_handshake(server.addr, "/api/ws/echo").await;
-    let (_b, head_b) = raw_handshake(server.addr, "/api/ws/echo").await;
+    let (_a, head_a) = websocket::handshake(server.addr, "/api/ws/echo").await;
+    let (_b, head_b) = websocket::handshake(server.addr, "/api/ws/echo").await;
     assert!(head_a.starts_with("HTTP/1.1 101") && head_b.starts_with("HTTP/1.1 101"));
     support::eventually(STOP, "two sessions", || server.app.websockets.open() == 2).await;
-    let (_c, head_c) = raw_handshake(server.addr, "/api/ws/echo").await;
+    let (_c, head_c) = websocket::handshake(server.addr, "/api/ws/echo").await;
     assert!(head_c.starts_with("HTTP/1.1 503"), "{head_c}");
     assert!(
         head_c.to_ascii_lowercase().contains("retry-after: 1"),
@@ -164,10 +136,11 @@ async fn requests_that_are_not_handshakes_get_426_400_or_405() {
     assert_eq!(plain.status, 426);
     assert_eq!(plain.header("sec-websocket-version"), Some("13"));
     let mut conn = http::connect(server.addr).await;
-    let bad_key = handshake_request("/api/ws").replace("dGhlIHNhbXBsZSBub25jZQ==", "short");
+    let bad_key =
+        websocket::handshake_request("/api/ws").replace("dGhlIHNhbXBsZSBub25jZQ==", "short");
     http::send(&mut conn, bad_key.as_bytes()).await;
     assert_eq!(http::read_response(&mut conn).await.unwrap().status, 400);
-    let (_, head) = raw_handshake(server.addr, "/api/ws?after=-1").await;
+    let (_, head) = websocket::handshake(server.addr, "/api/ws?after=-1").await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
     let post = http::request(server.addr, "POST", "/api/ws/echo", Some("")).await;
     assert_eq!(post.status, 405);

@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 use lameduck::testing::binary::Lameduck;
 use lameduck::testing::followers::{self, Followed};
 use lameduck::testing::process::{self, Exit};
-use support::http;
 use support::storage::TempDb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{http, websocket};
 use tokio_util::sync::CancellationToken;
 
 /// How long a start, an upgrade or a shutdown may take.
@@ -189,7 +187,7 @@ fn a_new_websocket_in_the_lame_duck_gets_503_while_open_ones_keep_working() {
         .wait_for_nth("phase=\"lame_duck\"", 1, STEP)
         .expect("the lame duck begins");
 
-    let refused = rt.block_on(handshake(addr, "/api/ws"));
+    let (_, refused) = rt.block_on(websocket::handshake(addr, "/api/ws"));
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(
         refused.to_ascii_lowercase().contains("retry-after: 1"),
@@ -231,15 +229,7 @@ fn a_websocket_that_never_answers_the_close_is_aborted_at_the_deadline() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // A handshake by hand, and then nothing: the client reads no frame
     // and sends none.
-    let (answer, silent) = rt.block_on(async {
-        let mut socket = TcpStream::connect(addr).await.unwrap();
-        socket
-            .write_all(handshake_request("/api/ws/echo").as_bytes())
-            .await
-            .unwrap();
-        let answer = read_head(&mut socket).await;
-        (answer, socket)
-    });
+    let (silent, answer) = rt.block_on(websocket::handshake(addr, "/api/ws/echo"));
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
     rt.block_on(support::eventually_async(
         STEP,
@@ -380,35 +370,4 @@ fn a_long_polling_client_misses_no_item_across_upgrades() {
         assert!(seen.moves >= 3, "poller {i} moved at each drain: {seen:?}");
     }
     assert_eq!(server.terminate(STEP).unwrap(), Exit::Code(0));
-}
-
-/// A WebSocket handshake request for `path`.
-fn handshake_request(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
-/// Sends a handshake for `path` on a new connection; the answer's head.
-async fn handshake(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(handshake_request(path).as_bytes())
-        .await
-        .unwrap();
-    read_head(&mut socket).await
-}
-
-/// Reads up to the end of a response head.
-async fn read_head(socket: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match tokio::time::timeout(STEP, socket.read(&mut byte)).await {
-            Ok(Ok(1)) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }

@@ -20,6 +20,7 @@ pub mod http2;
 pub mod postgres;
 pub mod python_ws;
 pub mod storage;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
