@@ -65,6 +65,12 @@ pub struct ConnState {
     word: AtomicU64,
     /// [`CLIENT_CLOSES`] and [`NO_LINGER`].
     flags: AtomicU8,
+    /// The socket's descriptor, to ask the kernel whether a request is
+    /// already waiting before the connection is closed as idle
+    /// ([`ConnState::bytes_waiting`]); `-1` for an IO that is not a
+    /// socket (the fuzz harness's). It lives as long as the connection
+    /// task, which owns the socket and this state.
+    socket: i32,
 }
 
 const PHASE_SHIFT: u32 = 62;
@@ -85,13 +91,20 @@ const NO_LINGER: u8 = 2;
 
 impl ConnState {
     /// A connection accepted at `accepted_at`, waiting for its first head
-    /// since then.
+    /// since then, over an IO that is not a socket (the fuzz harness's).
+    #[cfg_attr(not(feature = "test-harness"), allow(dead_code))]
     pub fn new(accepted_at: Instant) -> Arc<Self> {
+        Self::of_socket(accepted_at, -1)
+    }
+
+    /// The state of a connection over the socket `fd`.
+    pub fn of_socket(accepted_at: Instant, fd: i32) -> Arc<Self> {
         Arc::new(ConnState {
             accepted_at,
             accepted_coarse: coarse_nanos(),
             word: AtomicU64::new(HEAD),
             flags: AtomicU8::new(0),
+            socket: fd,
         })
     }
 
@@ -157,6 +170,23 @@ impl ConnState {
     /// The drain closes this idle connection: no linger.
     pub fn skip_linger(&self) {
         self.flags.fetch_or(NO_LINGER, Relaxed);
+    }
+
+    /// True if the kernel holds bytes the server has not read yet: the
+    /// client's next request, sent before the close. "Idle" is what the
+    /// server has *seen*; a request that has arrived but whose wake-up
+    /// the runtime has not yet delivered (a busy worker, a loaded
+    /// machine) is not seen. One `FIONREAD` answers it, and is asked only
+    /// when an idle connection is about to be closed.
+    pub fn bytes_waiting(&self) -> bool {
+        if self.socket < 0 {
+            return false;
+        }
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: `socket` is the connection's open descriptor (see the
+        // field), and FIONREAD writes one int to `waiting`.
+        let rc = unsafe { libc::ioctl(self.socket, libc::FIONREAD, &mut waiting) };
+        rc == 0 && waiting > 0
     }
 }
 

@@ -191,6 +191,14 @@ where
 
 /// The keep-alive grace of an idle connection is over: its client is not
 /// sending. No response is waiting to be read, so no linger either.
+///
+/// Unless the kernel says otherwise: a request the client sent before
+/// the close may be in the socket's receive buffer, unseen because the
+/// runtime has not yet delivered its wake-up (under load that comes
+/// late). Closing then would meet that request with a FIN and no answer.
+/// So the connection is only marked as told, and left open: hyper reads
+/// the request when its wake-up comes, answers it with `Connection:
+/// close` (the drain's `last_if_draining`), and closes after it.
 fn close_idle<I, S, B>(
     state: &ConnState,
     conn: Pin<&mut http1::UpgradeableConnection<I, S>>,
@@ -202,7 +210,10 @@ fn close_idle<I, S, B>(
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    *told = true;
+    if state.bytes_waiting() {
+        return;
+    }
     state.skip_linger();
     conn.graceful_shutdown();
-    *told = true;
 }

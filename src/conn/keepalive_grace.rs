@@ -29,6 +29,18 @@
 //! (`lingering_close`), so a late request is read and discarded rather
 //! than turned into a reset that destroys the response before it.
 //!
+//! "No byte has arrived" is what the server has *seen*. Under load a
+//! request can sit in the socket's receive buffer while the runtime has
+//! not yet delivered the wake-up that would let hyper read it, and the
+//! connection still looks idle. So before closing an idle connection the
+//! timer asks the kernel (`FIONREAD`, `ConnState::bytes_waiting`); if
+//! bytes are waiting, the connection stays open, its request is answered
+//! with `Connection: close`, and it closes after that answer
+//! (`tests/keepalive_race_under_load.rs`, where a contended worker made
+//! 25 to 31 of 40 such requests meet a FIN before the check, and none
+//! after). A request that arrives after the check and before the FIN is
+//! the race's last sliver, a few microseconds wide.
+//!
 //! HTTP/2 needs none of this: its GOAWAY names the last stream the server
 //! will process, so the client knows which requests ran.
 //!

@@ -153,6 +153,9 @@ impl ConnectionConfig {
 /// Serves one connection to the end. `peer` is the client's address, when
 /// there is one (for the access log). Its connection-limit slot is given
 /// back when this returns or is aborted.
+// The server serves sockets (`serve_tcp`); any other IO is the fuzz
+// harness's.
+#[cfg_attr(not(feature = "test-harness"), allow(dead_code))]
 pub fn serve<T>(
     io: T,
     accepted_at: Instant,
@@ -168,6 +171,21 @@ where
     let state = ConnState::new(accepted_at);
     let peer = service::keep_peer(&cfg.app, peer);
     serve_task(io, state, peer, cfg)
+}
+
+/// [`serve`] for an accepted TCP socket, whose state can also ask the
+/// kernel whether a request is waiting before an idle close
+/// (`ConnState::bytes_waiting`).
+pub fn serve_tcp(
+    stream: tokio::net::TcpStream,
+    accepted_at: Instant,
+    peer: Option<SocketAddr>,
+    cfg: Arc<ConnectionConfig>,
+) -> impl Future<Output = ()> + Send + 'static {
+    use std::os::fd::AsRawFd;
+    let state = ConnState::of_socket(accepted_at, stream.as_raw_fd());
+    let peer = service::keep_peer(&cfg.app, peer);
+    serve_task(stream, state, peer, cfg)
 }
 
 /// [`serve`]'s task. Its arguments stay in the task for as long as it

@@ -149,7 +149,7 @@ impl Acceptor {
         let app = self.conn_config.app();
         app.metrics.connections_accepted.fetch_add(1, Relaxed);
         let cfg = self.conn_config.clone();
-        self.conns.spawn(conn::serve(
+        self.conns.spawn(conn::serve_tcp(
             stream,
             std::time::Instant::now(),
             Some(peer),
