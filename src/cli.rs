@@ -61,6 +61,17 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
     pub shutdown_timeout: Duration,
 
+    /// When the drain begins, tell each connection to go at its own instant
+    /// within this window (idle keep-alive connections close, busy ones
+    /// get `Connection: close` with a chance that ramps up over it, event
+    /// streams and WebSockets get their goodbye, HTTP/2 its GOAWAY), so
+    /// that their clients do not all reconnect at once. Shrunk in
+    /// proportion below 100 open connections; a second signal skips it.
+    /// 0s (the default): all at once. Must be shorter than
+    /// --shutdown-timeout. Go: none (Envoy: --drain-strategy gradual).
+    #[arg(long, env = "LAMEDUCK_DRAIN_SPREAD", default_value = "0s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
+    pub drain_spread: Duration,
+
     /// At the deadline, how long to wait for the 503 answers given to
     /// requests that had not started responding, before aborting every
     /// connection. Go has no equivalent: `Close` just drops them. At most
@@ -179,6 +190,19 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The checks that involve two flags, which clap's per-flag bounds
+    /// cannot make: the line of a start-up error, if one fails.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.drain_spread.is_zero() && self.drain_spread >= self.shutdown_timeout {
+            return Err(format!(
+                "--drain-spread ({}) must be shorter than --shutdown-timeout ({}): the goodbyes are spread inside the deadline",
+                humantime::format_duration(self.drain_spread),
+                humantime::format_duration(self.shutdown_timeout)
+            ));
+        }
+        Ok(())
+    }
+
     /// The library's view of these flags. The log format is not in it: the
     /// binary sets up logging before the library runs.
     pub fn config(&self) -> Config {
@@ -188,6 +212,7 @@ impl Cli {
             drain_delay: self.drain_delay,
             drain_checks: self.drain_checks,
             shutdown_timeout: self.shutdown_timeout,
+            drain_spread: self.drain_spread,
             force_grace: self.force_grace,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,

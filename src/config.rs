@@ -45,6 +45,13 @@ pub struct Config {
     /// How long the drain may take once the listener is closed. Go: the
     /// `context.WithTimeout(.., 15*time.Second)` passed to `Shutdown`.
     pub shutdown_timeout: Duration,
+    /// When the drain begins, each connection is told to go at its own
+    /// instant within this window instead of all at once, so that their
+    /// clients do not all reconnect in the same millisecond (see
+    /// [`crate::shutdown::spread`]). Zero: all at once. Shorter than
+    /// `shutdown_timeout`. Go: none (Envoy's `--drain-strategy gradual`,
+    /// HAProxy's `close-spread-time`).
+    pub drain_spread: Duration,
     /// At the deadline, requests whose response has not started are answered
     /// `503` + `Retry-After`; this bounds how long we wait for those answers
     /// to be written before every connection is aborted. A second signal
@@ -129,6 +136,7 @@ impl Default for Config {
             drain_delay: Duration::ZERO,
             drain_checks: DEFAULT_DRAIN_CHECKS,
             shutdown_timeout: Duration::from_secs(15),
+            drain_spread: Duration::ZERO,
             force_grace: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),

@@ -57,7 +57,8 @@
 //!   callbacks, `RegisterOnShutdown`), `tally` (how the waited-for tasks
 //!   ended) and `timeline` (when each phase began).
 //! - `shutdown`: also `phase` (the phases as a small state machine,
-//!   [`Phase`]), [`health_checkers`] (`--drain-checks`), `stop` (why the
+//!   [`Phase`]), [`health_checkers`] (`--drain-checks`), `spread` (the
+//!   drain's goodbyes over a window, `--drain-spread`), `stop` (why the
 //!   server stops, [`Stop`]) and `token_wait` (`TokenWait`: waiting on a
 //!   shutdown token for one relaxed load per poll).
 //! - `conn` (`src/conn/mod.rs`): one connection, from the protocol sniff to
@@ -121,6 +122,7 @@
 //! | `closing <-chan struct{}` | the `closing` token of [`ShutdownState`]; `EventStream::poll_frame` (`service::event_stream`) | `the_event_stream_ends_with_its_final_event` |
 //! | `srv.RegisterOnShutdown(hub.Close)` for a WebSocket hub; `Shutdown` "does not attempt to close nor wait for hijacked connections" | the hub's own on-shutdown hook (`Sockets::refuse_new`: new upgrades get `503`), sessions as tasks of a registry the drain waits for ([`long_lived::sockets`]), Close 1012/1001 and the closing handshake (`long_lived::websocket::session`), aborted at the forced close | `tests/websockets.rs`: `hub_clients_see_every_item_once_in_order_across_five_upgrades`, `a_new_websocket_in_the_lame_duck_gets_503_while_open_ones_keep_working`, `a_websocket_that_never_answers_the_close_is_aborted_at_the_deadline` |
 //! | long polling, told to end by `closing` | `long_lived::poll`: answers at once at the drain, with `Connection: close` | `long_polls_answer_at_once_when_the_drain_begins`, `a_long_polling_client_misses_no_item_across_upgrades` |
+//! | (none: every goodbye at once; Envoy's `--drain-strategy gradual`, HAProxy's `close-spread-time`) | `--drain-spread`: [`shutdown::spread::Spread`], drawn by `Http1Deadlines` (idle closes), `last_if_draining` (busy HTTP/1: the chance ramps), and `ShutdownState::goodbye` (HTTP/2 GOAWAY, event streams, WebSockets) | `tests/drain_spread.rs`: `idle_connections_close_at_instants_spread_over_the_window`, `streams_and_websockets_say_goodbye_at_spread_instants`, `a_second_signal_skips_the_spread`; `tests/cli.rs`: `a_drain_spread_not_shorter_than_the_deadline_is_a_startup_error` |
 //! | `runCleaner(ctx)` | [`cleaner::run`] via [`Server::add_worker`] | `the_cleaner_stops_when_the_drain_begins` |
 //! | `TestHandlerContextCanceled` | a pre-cancelled token at the store layer ([`store`]) | `tests/storage.rs`: `a_cancelled_token_returns_cancelled_without_touching_the_database`; the store contract (`tests/support/contract.rs`, run on the memory store, SQLite and PostgreSQL): `a_cancelled_token_returns_cancelled_at_once_from_every_method` |
 //! | "back-end writes left half done" | writes as tracked tasks with their own token, one transaction each ([`store::sqlite`], `service::items`) | `tests/storage.rs`: `a_write_whose_client_left_commits_and_the_drain_waits_for_it`, `a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace`; `tests/storage_binary.rs`: `every_acknowledged_write_survives_sigterm_and_the_exit_is_clean` |

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 /// is a start-up error like any other.
 fn read_command_line() -> Result<Cli, String> {
     match Cli::try_parse() {
-        Ok(cli) => Ok(cli),
+        Ok(cli) => cli.check().map(|()| cli),
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => Err(cli::one_line_error(&e)),
     }

@@ -186,3 +186,19 @@ fn help_lists_the_accepted_forms_and_the_bounds() {
         assert!(help.contains(form), "--help does not mention {form}");
     }
 }
+
+/// A goodbye window as long as the deadline, or longer, is refused at
+/// start-up: the spread must fit inside the drain it spreads.
+#[test]
+fn a_drain_spread_not_shorter_than_the_deadline_is_a_startup_error() {
+    let line = one_line_exit_2(&run(
+        &["--drain-spread", "2s", "--shutdown-timeout", "2s"],
+        &[],
+    ));
+    assert!(
+        line.starts_with(
+            "lameduck: --drain-spread (2s) must be shorter than --shutdown-timeout (2s)"
+        ),
+        "{line}"
+    );
+}

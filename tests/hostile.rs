@@ -186,7 +186,23 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_stalls() {
     .await;
     fill_store(&server, 1000).await;
     let start = Instant::now();
+    let accepted = |app: &lameduck::App| {
+        app.metrics
+            .connections_accepted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = accepted(&server.app);
     let _conn = never_read(&server, 40).await; // ~10 MB asked for
+    // Accepted first: on a loaded machine the connect completes in the
+    // kernel's backlog before the accept loop takes it, and "no open
+    // connection" would then be true at once.
+    server
+        .wait_until(
+            Duration::from_secs(20),
+            "the connection is accepted",
+            |app| accepted(app) > before,
+        )
+        .await;
     server
         .wait_until(
             Duration::from_secs(20),

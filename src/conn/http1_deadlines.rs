@@ -46,6 +46,7 @@ use tokio::time::Sleep;
 use crate::conn::keepalive_grace;
 use crate::http1_state::{Activity, ConnState};
 use crate::shutdown::ShutdownState;
+use crate::shutdown::spread::Spread;
 use crate::shutdown::token_wait::TokenWait;
 
 /// The three durations, from the server's configuration.
@@ -79,6 +80,10 @@ pin_project_lite::pin_project! {
         #[pin]
         drain: TokenWait<'a>,
         state: &'a ConnState,
+        // When this connection's goodbye is due (`--drain-spread`): an
+        // idle connection closes at its own instant, not with all the
+        // others.
+        spread: &'a Spread,
         timeouts: &'a Timeouts,
         // The one timer; made when the connection first has a deadline
         // it has not met at once (a connection closed after its first
@@ -104,6 +109,7 @@ impl<'a, C> Http1Deadlines<'a, C> {
             conn,
             drain: shutdown.closing(),
             state,
+            spread: shutdown.spread(),
             timeouts,
             timer: None,
             draining: false,
@@ -143,6 +149,10 @@ where
             if *this.draining
                 && !*this.told
                 && let Some(end) = keepalive_grace::close_at(activity, since, t.keepalive_grace)
+                // Its own instant in the spread window (the state's
+                // address names the connection: the same instant each
+                // time it asks), and never before its grace.
+                && let end = end.max(this.spread.instant_for(*this.state as *const ConnState as u64))
                 && end < due.0
             {
                 due = (end, Ends::Grace);

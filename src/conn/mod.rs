@@ -223,7 +223,8 @@ async fn serve_task<T>(
             // GOAWAY: see `h2_idle`. Boxed: an HTTP/2 connection's state
             // is much larger than an HTTP/1 one's, and held inline it
             // would make every connection task that size, HTTP/1 or not.
-            let drain = cfg.app.shutdown.closing();
+            // Its GOAWAY at its own instant in the spread window.
+            let drain = cfg.app.shutdown.goodbye();
             Box::pin(h2_idle::serve(conn, drain, &streams, cfg.timeouts.idle)).await
         }
     };

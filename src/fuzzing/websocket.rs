@@ -288,7 +288,7 @@ impl Signal<'_> {
         if !self.setup.hook_late {
             self.app.websockets.refuse_new();
         }
-        self.app.shutdown.begin_drain();
+        self.app.shutdown.begin_drain(std::time::Duration::ZERO, 0);
         // The client may send on.
         if let Some(reader) = reader {
             reader.wake();

@@ -193,9 +193,13 @@ impl Server {
         let outcome = if cut_short {
             Outcome::ForcedBySignal
         } else {
-            app.shutdown.begin_drain();
+            // The crowd to spread: connections, and the WebSockets that
+            // have left them.
+            let open = in_flight.conns.len() as u64 + app.websockets.open();
+            app.shutdown.begin_drain(config.drain_spread, open);
             info!(
                 phase = Phase::Draining.name(),
+                spread_ms = app.shutdown.spread().window().as_millis() as u64,
                 lame_duck_end = ended.name(),
                 lame_duck_ms = timeline.lame_duck().as_millis() as u64,
                 conns = in_flight.conns.len(),

@@ -11,7 +11,7 @@
 //! line (target `lameduck::server::report`), for example:
 //!
 //! ```text
-//! INFO lameduck::server::report: shutdown report cause="signal" outcome="drained" lame_duck_ms=2003 lame_duck_end="cap" drain_ms=1711 force_ms=0 conns_at_drain=1 conns_drained=1 conns_aborted=0 requests_during_drain=1 refused_at_deadline=0 streams_ended=0 workers_stopped=2 workers_aborted=0 hooks_fired=1 websockets_at_drain=0 websockets_closed=0 websockets_aborted=0
+//! INFO lameduck::server::report: shutdown report cause="signal" outcome="drained" lame_duck_ms=2003 lame_duck_end="cap" drain_ms=1711 force_ms=0 conns_at_drain=1 conns_drained=1 conns_aborted=0 requests_during_drain=1 refused_at_deadline=0 streams_ended=0 workers_stopped=2 workers_aborted=0 hooks_fired=1 websockets_at_drain=0 websockets_closed=0 websockets_aborted=0 spread_ms=0
 //! ```
 //!
 //! [`Outcome`] says whether anything had to be forced, and
@@ -120,6 +120,11 @@ pub struct ShutdownReport {
     /// WebSockets the forced close cut before their closing handshake
     /// finished.
     pub websockets_aborted: u64,
+    /// The goodbye window (`--drain-spread`, shrunk for a quiet server).
+    pub spread: Duration,
+    /// The earliest and the latest goodbye drawn in it, after the drain's
+    /// start; `None` with no window, or no goodbye drawn.
+    pub goodbyes: Option<(Duration, Duration)>,
 }
 
 impl ShutdownReport {
@@ -160,6 +165,9 @@ impl ShutdownReport {
             websockets_at_drain = self.websockets_at_drain,
             websockets_closed = self.websockets_closed,
             websockets_aborted = self.websockets_aborted,
+            spread_ms = self.spread.as_millis() as u64,
+            first_goodbye_ms = self.goodbyes.map(|(first, _)| first.as_millis() as u64),
+            last_goodbye_ms = self.goodbyes.map(|(_, last)| last.as_millis() as u64),
             "shutdown report"
         );
     }

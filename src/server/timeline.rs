@@ -130,6 +130,8 @@ impl Timeline {
             websockets_at_drain: self.websockets_at_drain,
             websockets_closed: self.app.websockets.closed() - self.websockets_closed_before_drain,
             websockets_aborted: self.app.websockets.aborted(),
+            spread: self.app.shutdown.spread().window(),
+            goodbyes: self.app.shutdown.spread().drawn(),
         }
     }
 }

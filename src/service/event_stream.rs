@@ -13,6 +13,7 @@
 //! data: server closing
 //! ```
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,7 +23,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::Frame;
 use tokio::time::{Interval, MissedTickBehavior};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::app::App;
 
@@ -33,9 +33,11 @@ pub const RETRY_HINT_MS: u64 = 1000;
 pub struct EventStream {
     app: Arc<App>,
     ticker: Interval,
-    /// Resolves when the server starts draining. Boxed because the future
-    /// is `!Unpin` and the body must be `Unpin` to be polled simply.
-    closing: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Resolves when this stream's goodbye is due: the drain, at the
+    /// stream's own instant in the spread window (`--drain-spread`).
+    /// Boxed because the future is `!Unpin` and the body must be `Unpin`
+    /// to be polled simply.
+    closing: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The id of the next data event. Starts at most at 2^63 - 1
     /// (`MAX_ID` in `stream/event_id.rs`), so adding one per event cannot overflow: that
     /// would take 2^63 events, billions of years at the fastest interval.
@@ -48,7 +50,8 @@ impl EventStream {
     pub(super) fn new(app: Arc<App>, every: Duration, first_id: u64) -> Self {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let closing = Box::pin(app.shutdown.closing_token().cancelled_owned());
+        let owner = app.clone();
+        let closing = Box::pin(async move { owner.shutdown.goodbye().await });
         app.metrics.streams_open.fetch_add(1, Relaxed);
         EventStream {
             app,
@@ -81,7 +84,8 @@ impl hyper::body::Body for EventStream {
                 .fetch_add(1, Relaxed);
             // No `id:` line: the client's last event id stays that of the
             // last data event, which is where its next stream continues.
-            let last = format!("event: shutdown\nretry: {RETRY_HINT_MS}\ndata: server closing\n\n");
+            let retry = retry_hint(&self.app);
+            let last = format!("event: shutdown\nretry: {retry}\ndata: server closing\n\n");
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(last)))));
         }
         match self.ticker.poll_tick(cx) {
@@ -100,6 +104,18 @@ impl hyper::body::Body for EventStream {
     fn is_end_stream(&self) -> bool {
         self.done
     }
+}
+
+/// The `retry:` of the last event, in milliseconds: [`RETRY_HINT_MS`], or
+/// with `--drain-spread` a jittered draw around it (half to one and a half
+/// times), so that the clients told in the same instant do not all come
+/// back in the same one either.
+fn retry_hint(app: &App) -> u64 {
+    let spread = app.shutdown.spread();
+    if spread.window().is_zero() {
+        return RETRY_HINT_MS;
+    }
+    RETRY_HINT_MS / 2 + spread.draw(RETRY_HINT_MS)
 }
 
 impl Drop for EventStream {

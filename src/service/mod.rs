@@ -337,7 +337,13 @@ fn hub_after(req: &Request<Incoming>) -> Result<u64, Box<Response<Body>>> {
 /// the drain began is told to close by the drain itself, with a Close
 /// frame.
 fn last_if_draining(app: &App, http1: bool, res: Response<Body>) -> Response<Body> {
-    if http1 && app.shutdown.is_draining() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
+    // With `--drain-spread`, each response draws: the chance that it is
+    // the connection's last ramps from 0 to 1 over the window.
+    if http1
+        && app.shutdown.is_draining()
+        && res.status() != StatusCode::SWITCHING_PROTOCOLS
+        && app.shutdown.spread().due_now()
+    {
         respond::closing(res)
     } else {
         res

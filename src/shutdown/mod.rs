@@ -22,6 +22,7 @@
 
 pub mod health_checkers;
 pub(crate) mod phase;
+pub mod spread;
 pub(crate) mod stop;
 pub(crate) mod token_wait;
 
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::shutdown::phase::{Phase, PhaseCell};
+use crate::shutdown::spread::Spread;
 use crate::shutdown::stop::Stop;
 use crate::shutdown::token_wait::TokenWait;
 
@@ -54,6 +56,9 @@ pub struct ShutdownState {
     cause: OnceLock<Stop>,
     /// The article's `closing` channel; see the module table.
     closing: CancellationToken,
+    /// When, after `closing`, each connection is told to go
+    /// (`--drain-spread`): see [`Spread`].
+    spread: Spread,
     /// See the module table.
     past_deadline: CancellationToken,
     /// See the module table.
@@ -72,6 +77,7 @@ impl Default for ShutdownState {
             phase: PhaseCell::default(),
             phase_changes: watch::Sender::new(Phase::Running),
             cause: OnceLock::new(),
+            spread: Spread::default(),
             closing: CancellationToken::new(),
             past_deadline: CancellationToken::new(),
             abandon_writes: CancellationToken::new(),
@@ -115,6 +121,31 @@ impl ShutdownState {
     /// [`TokenWait`] for why it is not the token's own future.
     pub fn closing(&self) -> TokenWait<'_> {
         self.wait(&self.closing, Phase::Draining)
+    }
+
+    /// The drain's goodbye window.
+    pub fn spread(&self) -> &Spread {
+        &self.spread
+    }
+
+    /// Resolves when this goodbye is due: the drain has begun and its own
+    /// instant in the spread window has come, or the close is forced
+    /// (which skips what is left of the window). For the long-lived
+    /// connections: an event stream's last event, a WebSocket's Close,
+    /// an HTTP/2 connection's GOAWAY.
+    pub async fn goodbye(&self) {
+        self.closing().await;
+        let at = self.spread.instant();
+        // Without a window (or past its instant) the goodbye is due in
+        // this very poll: no timer, which would cost a turn of the
+        // runtime's clock.
+        if at <= std::time::Instant::now() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => {}
+            _ = self.abort_streams.cancelled() => {}
+        }
     }
 
     /// Resolves when the shutdown deadline passes. For `select!`, in every
@@ -183,7 +214,12 @@ impl ShutdownState {
     ///    their keep-alive grace (idle for longer than it: closed now;
     ///    busy or used recently: the next response carries
     ///    `Connection: close`), and HTTP/2 connections send GOAWAY.
-    pub(crate) fn begin_drain(&self) {
+    ///
+    /// The goodbyes are spread over up to `spread` (shorter with fewer
+    /// than a hundred of the `open` connections, see [`Spread`]); the
+    /// window is set before `closing`, so that every goodbye sees it.
+    pub(crate) fn begin_drain(&self, spread: std::time::Duration, open: u64) {
+        self.spread.begin(spread, open);
         self.set(Phase::Draining);
         self.closing.cancel();
     }

@@ -29,7 +29,8 @@ pub fn config() -> WebSocketConfig {
 /// One echo session.
 pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
     let mut watch = Watch::new(&app);
-    let mut closing = std::pin::pin!(app.shutdown.closing());
+    // The drain, at this session's own instant in the spread window.
+    let mut closing = std::pin::pin!(app.shutdown.goodbye());
     loop {
         tokio::select! {
             biased;

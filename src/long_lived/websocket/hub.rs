@@ -40,7 +40,8 @@ const BATCH: usize = 64;
 /// One hub session, from the item after `after` on.
 pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
     let mut watch = Watch::new(&app);
-    let mut closing = std::pin::pin!(app.shutdown.closing());
+    // The drain, at this session's own instant in the spread window.
+    let mut closing = std::pin::pin!(app.shutdown.goodbye());
     // Cancelled when this session ends: a replay read from the store
     // stops with it.
     let (token, _cancel_on_drop) = request_token();

@@ -1,0 +1,225 @@
+//! `--drain-spread`: the drain's goodbyes at instants spread over a
+//! window, not all at once, so that the clients of a restarted server do
+//! not all reconnect in the same millisecond. In-process, over real
+//! sockets; what is counted is when each client was told to go.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lameduck::{Config, Outcome, Phase};
+use support::{TestServer, http, test_config};
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::Message;
+
+const STOP: Duration = Duration::from_secs(15);
+
+/// A server whose goodbyes are spread over `spread`.
+async fn spreading(spread: Duration) -> TestServer {
+    TestServer::start(Config {
+        drain_spread: spread,
+        keepalive_grace: Duration::from_millis(20),
+        shutdown_timeout: Duration::from_secs(10),
+        ..test_config()
+    })
+    .await
+}
+
+/// The first and the last of `instants`, apart.
+fn span(instants: &[Instant]) -> Duration {
+    let first = instants.iter().min().unwrap();
+    let last = instants.iter().max().unwrap();
+    *last - *first
+}
+
+/// 300 idle keep-alive connections at a 1 s spread close at their own
+/// instants: the closes span at least half the window, the report says
+/// so too, and the drain still ends well inside the deadline.
+#[tokio::test]
+async fn idle_connections_close_at_instants_spread_over_the_window() {
+    let server = spreading(Duration::from_secs(1)).await;
+    let mut conns = Vec::new();
+    for _ in 0..300 {
+        let mut conn = http::connect(server.addr).await;
+        http::send_get(&mut conn, "/livez").await;
+        assert_eq!(http::read_response(&mut conn).await.unwrap().status, 200);
+        conns.push(conn);
+    }
+    // Idle for longer than the keep-alive grace.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let closes: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            tokio::spawn(async move {
+                let mut rest = Vec::new();
+                let _ = conn.read_to_end(&mut rest).await;
+                Instant::now()
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    server.shutdown();
+    let mut closed = Vec::new();
+    for close in closes {
+        closed.push(tokio::time::timeout(STOP, close).await.unwrap().unwrap());
+    }
+    let report = server.report_within(STOP).await;
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(report.spread, Duration::from_secs(1));
+    assert!(
+        span(&closed) >= Duration::from_millis(500),
+        "closes spanned {:?}",
+        span(&closed)
+    );
+    let (first, last) = report.goodbyes.expect("goodbyes were drawn");
+    assert!(
+        last - first >= Duration::from_millis(500),
+        "{first:?}..{last:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the drain took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Event streams and WebSockets get their goodbye at spread instants too:
+/// 60 of each at a 1 s spread, the shutdown events and the Close frames
+/// each spanning at least half the window; every stream's `retry:` is
+/// jittered around a second.
+#[tokio::test]
+async fn streams_and_websockets_say_goodbye_at_spread_instants() {
+    let server = spreading(Duration::from_secs(1)).await;
+    let mut streams = Vec::new();
+    for _ in 0..60 {
+        let mut conn = http::connect(server.addr).await;
+        http::send_get(&mut conn, "/api/stream?interval_ms=60000").await;
+        streams.push(tokio::spawn(async move {
+            let (head, mut buf) = http::read_head(&mut conn).await;
+            assert_eq!(head.status, 200);
+            let mut retry = None;
+            while let Some(chunk) = http::read_chunk(&mut conn, &mut buf).await {
+                if chunk.contains("event: shutdown") {
+                    retry = chunk
+                        .lines()
+                        .find_map(|l| l.strip_prefix("retry: "))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    return (Instant::now(), retry);
+                }
+            }
+            (Instant::now(), retry)
+        }));
+    }
+    let mut sockets = Vec::new();
+    for _ in 0..60 {
+        let url = format!("ws://{}/api/ws", server.addr);
+        let (mut socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("a handshake");
+        sockets.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Close(frame) = message {
+                    let code = frame.map(|f| u16::from(f.code));
+                    // Answered as the stream goes on, until it ends.
+                    let at = Instant::now();
+                    while let Some(Ok(_)) = socket.next().await {}
+                    return (at, code);
+                }
+            }
+            (Instant::now(), None)
+        }));
+    }
+    support::eventually(STOP, "120 long-lived connections open", || {
+        server
+            .app
+            .metrics
+            .streams_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 60
+            && server.app.websockets.open() == 60
+    })
+    .await;
+    server.shutdown();
+    let mut events = Vec::new();
+    for stream in streams {
+        let (at, retry) = tokio::time::timeout(STOP, stream).await.unwrap().unwrap();
+        let retry = retry.expect("the last event has a retry");
+        assert!((500..1500).contains(&retry), "retry: {retry}");
+        events.push(at);
+    }
+    let mut closes = Vec::new();
+    for socket in sockets {
+        let (at, code) = tokio::time::timeout(STOP, socket).await.unwrap().unwrap();
+        assert_eq!(code, Some(1001));
+        closes.push(at);
+    }
+    assert!(
+        span(&events) >= Duration::from_millis(500),
+        "events spanned {:?}",
+        span(&events)
+    );
+    assert!(
+        span(&closes) >= Duration::from_millis(500),
+        "closes spanned {:?}",
+        span(&closes)
+    );
+    let report = server.report_within(STOP).await;
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(report.websockets_closed, 60);
+}
+
+/// A second signal skips what is left of the window: with a 5 s spread,
+/// the forced close ends the shutdown at once instead.
+#[tokio::test]
+async fn a_second_signal_skips_the_spread() {
+    let server = spreading(Duration::from_secs(5)).await;
+    let mut conns = Vec::new();
+    for _ in 0..150 {
+        let mut conn = http::connect(server.addr).await;
+        http::send_get(&mut conn, "/api/stream?interval_ms=60000").await;
+        conns.push(conn);
+    }
+    support::eventually(STOP, "150 streams open", || {
+        server
+            .app
+            .metrics
+            .streams_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 150
+    })
+    .await;
+    server.shutdown();
+    server.wait_for_phase(STOP, Phase::Draining).await;
+    let forced = Instant::now();
+    server.force();
+    let report = server.report_within(STOP).await;
+    assert_eq!(report.outcome, Outcome::ForcedBySignal);
+    assert!(
+        forced.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        forced.elapsed()
+    );
+    drop(conns);
+}
+
+/// A quiet server has no crowd to spread: with one connection open, the
+/// window is a hundredth of `--drain-spread`, and the exit comes at once.
+#[tokio::test]
+async fn a_quiet_server_gets_a_window_in_proportion_and_exits_at_once() {
+    let server = spreading(Duration::from_secs(5)).await;
+    let mut conn = http::connect(server.addr).await;
+    http::send_get(&mut conn, "/livez").await;
+    assert_eq!(http::read_response(&mut conn).await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    server.shutdown();
+    let report = server.report_within(STOP).await;
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(report.spread, Duration::from_millis(50));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
