@@ -72,6 +72,20 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_DRAIN_SPREAD", default_value = "0s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
     pub drain_spread: Duration,
 
+    /// Ask a connection older than this (±10 % jitter per connection) to
+    /// go, so that after a restart the load spreads over the instances
+    /// again: HTTP/1 `Connection: close` on its next response, HTTP/2
+    /// GOAWAY, an event stream's last event, a WebSocket's Close (1001).
+    /// 0s (the default): never. Go: none (gRPC: MaxConnectionAge). At
+    /// most 24h.
+    #[arg(long, env = "LAMEDUCK_MAX_CONNECTION_AGE", default_value = "0s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
+    pub max_connection_age: Duration,
+
+    /// How long a connection past its age may take to go before it is
+    /// closed. gRPC: MaxConnectionAgeGrace. At most 1h.
+    #[arg(long, env = "LAMEDUCK_MAX_CONNECTION_AGE_GRACE", default_value = "10s", value_parser = duration_in(Duration::ZERO, MAX_START_TIMEOUT))]
+    pub max_connection_age_grace: Duration,
+
     /// At the deadline, how long to wait for the 503 answers given to
     /// requests that had not started responding, before aborting every
     /// connection. Go has no equivalent: `Close` just drops them. At most
@@ -213,6 +227,8 @@ impl Cli {
             drain_checks: self.drain_checks,
             shutdown_timeout: self.shutdown_timeout,
             drain_spread: self.drain_spread,
+            max_connection_age: Some(self.max_connection_age).filter(|age| !age.is_zero()),
+            max_connection_age_grace: self.max_connection_age_grace,
             force_grace: self.force_grace,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,

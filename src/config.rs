@@ -52,6 +52,14 @@ pub struct Config {
     /// `shutdown_timeout`. Go: none (Envoy's `--drain-strategy gradual`,
     /// HAProxy's `close-spread-time`).
     pub drain_spread: Duration,
+    /// A connection older than this (±10 %, per connection) is asked to go:
+    /// HTTP/1 `Connection: close` on its next response, HTTP/2 GOAWAY, an
+    /// event stream's last event, a WebSocket's Close. `None`: never. Go:
+    /// none (gRPC's `MaxConnectionAge`). See [`crate::conn::max_age`].
+    pub max_connection_age: Option<Duration>,
+    /// How long an aged-out connection may then take before it is closed.
+    /// gRPC: `MaxConnectionAgeGrace`.
+    pub max_connection_age_grace: Duration,
     /// At the deadline, requests whose response has not started are answered
     /// `503` + `Retry-After`; this bounds how long we wait for those answers
     /// to be written before every connection is aborted. A second signal
@@ -137,6 +145,8 @@ impl Default for Config {
             drain_checks: DEFAULT_DRAIN_CHECKS,
             shutdown_timeout: Duration::from_secs(15),
             drain_spread: Duration::ZERO,
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(10),
             force_grace: Duration::from_secs(1),
             header_read_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),

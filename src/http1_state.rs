@@ -172,6 +172,19 @@ impl ConnState {
         self.flags.fetch_or(NO_LINGER, Relaxed);
     }
 
+    /// When this connection ages out (`--max-connection-age`, jittered by
+    /// the state's address, which names the connection), if the flag is
+    /// set.
+    pub fn ages_out_at(&self, age: Option<Duration>) -> Option<Instant> {
+        let key = self as *const ConnState as u64;
+        crate::conn::max_age::due(age, self.accepted_at, key)
+    }
+
+    /// True once the connection is past its age.
+    pub fn aged_out(&self, age: Option<Duration>) -> bool {
+        self.ages_out_at(age).is_some_and(|at| at <= Instant::now())
+    }
+
     /// True if the kernel holds bytes the server has not read yet: the
     /// client's next request, sent before the close. "Idle" is what the
     /// server has *seen*; a request that has arrived but whose wake-up

@@ -69,7 +69,8 @@
 //!   (one lazy timer for Go's `ReadHeaderTimeout` + `IdleTimeout`),
 //!   `keepalive_grace` (the keep-alive race at the drain), `h2_idle` (Go's
 //!   `IdleTimeout` for HTTP/2, and GOAWAY) and `executor` (where HTTP/2
-//!   stream tasks run, so a forced close reaches them).
+//!   stream tasks run, so a forced close reaches them), and `max_age`
+//!   (`--max-connection-age`: connections age out, jittered).
 //! - `http1_state`: what an HTTP/1 connection is doing (`Activity`: reading
 //!   a head, busy, idle) and since when, one store per step.
 //! - [`process`]: also [`process::listener`] (the listening socket,
@@ -123,6 +124,7 @@
 //! | `srv.RegisterOnShutdown(hub.Close)` for a WebSocket hub; `Shutdown` "does not attempt to close nor wait for hijacked connections" | the hub's own on-shutdown hook (`Sockets::refuse_new`: new upgrades get `503`), sessions as tasks of a registry the drain waits for ([`long_lived::sockets`]), Close 1012/1001 and the closing handshake (`long_lived::websocket::session`), aborted at the forced close | `tests/websockets.rs`: `hub_clients_see_every_item_once_in_order_across_five_upgrades`, `a_new_websocket_in_the_lame_duck_gets_503_while_open_ones_keep_working`, `a_websocket_that_never_answers_the_close_is_aborted_at_the_deadline` |
 //! | long polling, told to end by `closing` | `long_lived::poll`: answers at once at the drain, with `Connection: close` | `long_polls_answer_at_once_when_the_drain_begins`, `a_long_polling_client_misses_no_item_across_upgrades` |
 //! | (none: every goodbye at once; Envoy's `--drain-strategy gradual`, HAProxy's `close-spread-time`) | `--drain-spread`: [`shutdown::spread::Spread`], drawn by `Http1Deadlines` (idle closes), `last_if_draining` (busy HTTP/1: the chance ramps), and `ShutdownState::goodbye` (HTTP/2 GOAWAY, event streams, WebSockets) | `tests/drain_spread.rs`: `idle_connections_close_at_instants_spread_over_the_window`, `streams_and_websockets_say_goodbye_at_spread_instants`, `a_second_signal_skips_the_spread`; `tests/cli.rs`: `a_drain_spread_not_shorter_than_the_deadline_is_a_startup_error` |
+//! | (none; gRPC's `MaxConnectionAge`, `MaxConnectionAgeGrace`) | `--max-connection-age`, `--max-connection-age-grace` (`conn::max_age`): the `aged` answer (`service::conn_body`), the grace in `Http1Deadlines`, GOAWAY and the grace for HTTP/2 (`conn`), `session::told_to_go` for WebSockets, the event stream's `closing` | `tests/max_connection_age.rs`: `a_keep_alive_connection_past_its_age_gets_connection_close`, `an_h2c_connection_past_its_age_gets_goaway`, `streams_and_websockets_past_their_age_are_told_to_go` |
 //! | `runCleaner(ctx)` | [`cleaner::run`] via [`Server::add_worker`] | `the_cleaner_stops_when_the_drain_begins` |
 //! | `TestHandlerContextCanceled` | a pre-cancelled token at the store layer ([`store`]) | `tests/storage.rs`: `a_cancelled_token_returns_cancelled_without_touching_the_database`; the store contract (`tests/support/contract.rs`, run on the memory store, SQLite and PostgreSQL): `a_cancelled_token_returns_cancelled_at_once_from_every_method` |
 //! | "back-end writes left half done" | writes as tracked tasks with their own token, one transaction each ([`store::sqlite`], `service::items`) | `tests/storage.rs`: `a_write_whose_client_left_commits_and_the_drain_waits_for_it`, `a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace`; `tests/storage_binary.rs`: `every_acknowledged_write_survives_sigterm_and_the_exit_is_clean` |

@@ -55,6 +55,10 @@ pub struct Timeouts {
     pub header: Duration,
     pub idle: Duration,
     pub keepalive_grace: Duration,
+    /// `--max-connection-age` and its grace: a connection still open a
+    /// grace after its age is closed (`conn::max_age`).
+    pub max_age: Option<Duration>,
+    pub max_age_grace: Duration,
 }
 
 /// What a deadline ends.
@@ -141,11 +145,31 @@ where
             // next wake-up, so this is the moment to look at it.
             let (activity, since) = this.state.now();
             let t: &Timeouts = this.timeouts;
-            let mut due = match activity {
-                Activity::Busy => return Poll::Pending,
-                Activity::Head => (since + t.header, Ends::Connection),
-                Activity::Idle => (since + t.idle, Ends::Connection),
+            // Past its age and its grace (`--max-connection-age`), a
+            // connection is closed whatever it is doing; an idle one as at
+            // the drain, unless it has been told already (its request is
+            // waiting in the kernel, and its answer will close it).
+            let aged_by = this
+                .state
+                .ages_out_at(t.max_age)
+                .map(|at| at + t.max_age_grace)
+                .filter(|_| !(activity == Activity::Idle && *this.told));
+            let mut due = match (activity, aged_by) {
+                (Activity::Busy, None) => return Poll::Pending,
+                (Activity::Busy, Some(at)) => (at, Ends::Connection),
+                (Activity::Head, _) => (since + t.header, Ends::Connection),
+                (Activity::Idle, _) => (since + t.idle, Ends::Connection),
             };
+            if let Some(at) = aged_by
+                && at < due.0
+            {
+                let ends = if activity == Activity::Idle {
+                    Ends::Grace
+                } else {
+                    Ends::Connection
+                };
+                due = (at, ends);
+            }
             if *this.draining
                 && !*this.told
                 && let Some(end) = keepalive_grace::close_at(activity, since, t.keepalive_grace)

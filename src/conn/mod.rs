@@ -49,6 +49,7 @@ pub(crate) mod io;
 pub(crate) mod keepalive_grace;
 pub(crate) mod limit;
 pub(crate) mod lingering_close;
+pub(crate) mod max_age;
 pub(crate) mod write_stall;
 
 use std::future::Future;
@@ -118,6 +119,8 @@ impl ConnectionConfig {
                 header: config.header_read_timeout,
                 idle: config.idle_timeout,
                 keepalive_grace: config.keepalive_grace,
+                max_age: config.max_connection_age,
+                max_age_grace: config.max_connection_age_grace,
             },
             max_header_list: config.max_header_bytes.min(u32::MAX as usize) as u32,
             http1: h1,
@@ -223,9 +226,34 @@ async fn serve_task<T>(
             // GOAWAY: see `h2_idle`. Boxed: an HTTP/2 connection's state
             // is much larger than an HTTP/1 one's, and held inline it
             // would make every connection task that size, HTTP/1 or not.
-            // Its GOAWAY at its own instant in the spread window.
-            let drain = cfg.app.shutdown.goodbye();
-            Box::pin(h2_idle::serve(conn, drain, &streams, cfg.timeouts.idle)).await
+            // GOAWAY at its own instant in the drain's spread window, or
+            // at its age (`--max-connection-age`); closed a grace after
+            // its age if its streams have not ended by then.
+            let aged = state.ages_out_at(cfg.timeouts.max_age);
+            let drain = async {
+                let age = async {
+                    match aged {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = cfg.app.shutdown.goodbye() => {}
+                    _ = age => {}
+                }
+            };
+            let (grace, idle) = (cfg.timeouts.max_age_grace, cfg.timeouts.idle);
+            let streams = &streams;
+            Box::pin(async move {
+                let served = h2_idle::serve(conn, drain, streams, idle);
+                match aged {
+                    Some(at) => tokio::time::timeout_at((at + grace).into(), served)
+                        .await
+                        .unwrap_or(Ok(())),
+                    None => served.await,
+                }
+            })
+            .await
         }
     };
     if let Err(e) = result {

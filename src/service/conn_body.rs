@@ -27,13 +27,17 @@ pin_project_lite::pin_project! {
         #[pin]
         routed: ResponseFuture,
         done: Option<ResponseDone>,
+        // The connection is past its `--max-connection-age`: this answer
+        // is its last.
+        aged: bool,
     }
 }
 
 impl Answer {
-    /// `routed`, whose body will carry `done` (if any).
-    pub fn new(routed: ResponseFuture, done: Option<ResponseDone>) -> Self {
-        Answer { routed, done }
+    /// `routed`, whose body will carry `done` (if any); `aged`: the
+    /// answer says `Connection: close`.
+    pub fn new(routed: ResponseFuture, done: Option<ResponseDone>, aged: bool) -> Self {
+        Answer { routed, done, aged }
     }
 }
 
@@ -42,7 +46,13 @@ impl Future for Answer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let res = ready!(this.routed.poll(cx))?;
+        let mut res = ready!(this.routed.poll(cx))?;
+        if *this.aged && res.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            res.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
         let done = this.done.take();
         Poll::Ready(Ok(res.map(|body| ConnBody { body, done })))
     }

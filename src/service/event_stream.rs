@@ -37,7 +37,9 @@ pub struct EventStream {
     /// stream's own instant in the spread window (`--drain-spread`).
     /// Boxed because the future is `!Unpin` and the body must be `Unpin`
     /// to be polled simply.
-    closing: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Resolves to `true` at the drain's goodbye, `false` when the stream
+    /// ages out (`--max-connection-age`): the same last event either way.
+    closing: Pin<Box<dyn Future<Output = bool> + Send>>,
     /// The id of the next data event. Starts at most at 2^63 - 1
     /// (`MAX_ID` in `stream/event_id.rs`), so adding one per event cannot overflow: that
     /// would take 2^63 events, billions of years at the fastest interval.
@@ -51,7 +53,14 @@ impl EventStream {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let owner = app.clone();
-        let closing = Box::pin(async move { owner.shutdown.goodbye().await });
+        let key = app.shutdown.spread().draw(u64::MAX);
+        let closing = Box::pin(async move {
+            let age = owner.config.max_connection_age;
+            tokio::select! {
+                _ = owner.shutdown.goodbye() => true,
+                _ = crate::conn::max_age::reached(age, key) => false,
+            }
+        });
         app.metrics.streams_open.fetch_add(1, Relaxed);
         EventStream {
             app,
@@ -76,12 +85,14 @@ impl hyper::body::Body for EventStream {
         }
         // Closing is checked before the ticker so that a tick that races
         // with shutdown cannot delay the final event.
-        if self.closing.as_mut().poll(cx).is_ready() {
+        if let Poll::Ready(by_drain) = self.closing.as_mut().poll(cx) {
             self.done = true;
-            self.app
-                .metrics
-                .streams_ended_by_shutdown
-                .fetch_add(1, Relaxed);
+            if by_drain {
+                self.app
+                    .metrics
+                    .streams_ended_by_shutdown
+                    .fetch_add(1, Relaxed);
+            }
             // No `id:` line: the client's last event id stays that of the
             // last data event, which is where its next stream continues.
             let retry = retry_hint(&self.app);

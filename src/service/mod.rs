@@ -146,7 +146,14 @@ impl hyper::service::Service<Request<Incoming>> for Service<'_> {
             state.request_started(conn_body::client_closes(&req));
             ResponseDone(state.clone())
         });
-        Answer::new(self.respond(req), done)
+        // `--max-connection-age`: a connection past its age answers with
+        // `Connection: close` (one branch when the flag is off).
+        let aged = self.app.config.max_connection_age.is_some()
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|state| state.aged_out(self.app.config.max_connection_age));
+        Answer::new(self.respond(req), done, aged)
     }
 }
 

@@ -112,6 +112,11 @@ impl Spread {
     }
 }
 
+/// The `key`-th point of the same sequence, in `0.0..1.0`: for jitter.
+pub fn unit(key: u64) -> f64 {
+    (fraction(key, 1 << 53) as f64) / (1u64 << 53) as f64
+}
+
 /// The `key`-th point of a well-mixed sequence, scaled to `0..window`:
 /// splitmix64, whose outputs are evenly spread even for consecutive keys.
 fn fraction(key: u64, window: u64) -> u64 {

@@ -29,13 +29,18 @@ pub fn config() -> WebSocketConfig {
 /// One echo session.
 pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
     let mut watch = Watch::new(&app);
-    // The drain, at this session's own instant in the spread window.
-    let mut closing = std::pin::pin!(app.shutdown.goodbye());
+    // The drain, at this session's own instant in the spread window, or
+    // the session's age.
+    let mut closing = std::pin::pin!(session::told_to_go(&app));
+    let told;
     loop {
         tokio::select! {
             biased;
             _ = watch.aborted() => return Ending::Aborted,
-            _ = &mut closing => break,
+            why = &mut closing => {
+                told = why;
+                break;
+            }
             next = socket.next() => {
                 watch.heard();
                 match next {
@@ -58,5 +63,5 @@ pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
             },
         }
     }
-    session::goodbye(&mut socket, session::shutdown_frame(&app), &watch).await
+    session::say_goodbye(&app, &mut socket, told, &watch).await
 }

@@ -40,8 +40,10 @@ const BATCH: usize = 64;
 /// One hub session, from the item after `after` on.
 pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
     let mut watch = Watch::new(&app);
-    // The drain, at this session's own instant in the spread window.
-    let mut closing = std::pin::pin!(app.shutdown.goodbye());
+    // The drain, at this session's own instant in the spread window, or
+    // the session's age.
+    let mut closing = std::pin::pin!(session::told_to_go(&app));
+    let told;
     // Cancelled when this session ends: a replay read from the store
     // stops with it.
     let (token, _cancel_on_drop) = request_token();
@@ -49,7 +51,10 @@ pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
         tokio::select! {
             biased;
             _ = watch.aborted() => return Ending::Aborted,
-            _ = &mut closing => break,
+            why = &mut closing => {
+                told = why;
+                break;
+            }
             next = socket.next() => match next {
                 Some(Ok(Message::Close(_))) => return session::finish(&mut socket, &watch).await,
                 Some(Ok(_)) => watch.heard(),
@@ -88,5 +93,5 @@ pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
     }
     // The drain: everything sent so far went out first (each batch was
     // flushed); now the Close frame, and the wait for the client's.
-    session::goodbye(&mut socket, session::shutdown_frame(&app), &watch).await
+    session::say_goodbye(&app, &mut socket, told, &watch).await
 }

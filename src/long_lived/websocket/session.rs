@@ -120,6 +120,41 @@ impl Watch {
     }
 }
 
+/// Why a session is told to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Told {
+    /// The drain, at the session's instant in the spread window.
+    Drain,
+    /// Its `--max-connection-age`.
+    Age,
+}
+
+/// Resolves when the session is told to go, and says why: the drain (at
+/// its own instant in the spread window) or its age.
+pub async fn told_to_go(app: &App) -> Told {
+    let key = app.shutdown.spread().draw(u64::MAX);
+    tokio::select! {
+        _ = app.shutdown.goodbye() => Told::Drain,
+        _ = crate::conn::max_age::reached(app.config.max_connection_age, key) => Told::Age,
+    }
+}
+
+/// The goodbye for `told`: at the drain, [`shutdown_frame`] and a wait for
+/// the client's Close until the forced close; at its age, Close 1001
+/// "connection age", and a wait of at most `--max-connection-age-grace`.
+pub async fn say_goodbye(app: &App, socket: &mut Socket, told: Told, watch: &Watch) -> Ending {
+    match told {
+        Told::Drain => goodbye(socket, shutdown_frame(app), watch).await,
+        Told::Age => {
+            let frame = close_frame(CloseCode::Away, "connection age");
+            let grace = app.config.max_connection_age_grace;
+            tokio::time::timeout(grace, goodbye(socket, frame, watch))
+                .await
+                .unwrap_or(Ending::Broken)
+        }
+    }
+}
+
 /// The drain's Close frame: 1012 when a new process serves the socket
 /// now (the client should reconnect at once), 1001 at a shutdown.
 pub fn shutdown_frame(app: &App) -> CloseFrame {
