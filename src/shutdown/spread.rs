@@ -51,6 +51,7 @@ impl Spread {
     /// The drain begins now, with `open` connections and at most `max`
     /// of window.
     pub(crate) fn begin(&self, max: Duration, open: u64) {
+        // Set once: a server's drain begins once.
         let _ = self.start.set(Instant::now());
         let share = open.min(FULL_SPREAD_AT) as u128;
         let window = max.as_nanos() * share / FULL_SPREAD_AT as u128;

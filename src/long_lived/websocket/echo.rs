@@ -32,15 +32,11 @@ pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
     // The drain, at this session's own instant in the spread window, or
     // the session's age.
     let mut closing = std::pin::pin!(session::told_to_go(&app));
-    let told;
-    loop {
+    let told = loop {
         tokio::select! {
             biased;
             _ = watch.aborted() => return Ending::Aborted,
-            why = &mut closing => {
-                told = why;
-                break;
-            }
+            told = &mut closing => break told,
             next = socket.next() => {
                 watch.heard();
                 match next {
@@ -62,6 +58,6 @@ pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
                 }
             },
         }
-    }
+    };
     session::say_goodbye(&app, &mut socket, told, &watch).await
 }

@@ -43,18 +43,14 @@ pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
     // The drain, at this session's own instant in the spread window, or
     // the session's age.
     let mut closing = std::pin::pin!(session::told_to_go(&app));
-    let told;
     // Cancelled when this session ends: a replay read from the store
     // stops with it.
     let (token, _cancel_on_drop) = request_token();
-    loop {
+    let told = loop {
         tokio::select! {
             biased;
             _ = watch.aborted() => return Ending::Aborted,
-            why = &mut closing => {
-                told = why;
-                break;
-            }
+            told = &mut closing => break told,
             next = socket.next() => match next {
                 Some(Ok(Message::Close(_))) => return session::finish(&mut socket, &watch).await,
                 Some(Ok(_)) => watch.heard(),
@@ -90,8 +86,9 @@ pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
                 }
             },
         }
-    }
-    // The drain: everything sent so far went out first (each batch was
-    // flushed); now the Close frame, and the wait for the client's.
+    };
+    // Told to go (the drain, or the session's age): everything sent so
+    // far went out first (each batch was flushed); now the Close frame,
+    // and the wait for the client's.
     session::say_goodbye(&app, &mut socket, told, &watch).await
 }
