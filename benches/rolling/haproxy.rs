@@ -67,6 +67,9 @@ pub struct ServerStats {
     pub check: String,
     /// Responses with a `2xx` status the server sent through HAProxy.
     pub responses_2xx: u64,
+    /// Sessions open to the server now (`scur`): in `mode tcp`, the
+    /// client connections it holds.
+    pub sessions: u64,
 }
 
 impl ServerStats {
@@ -88,6 +91,18 @@ impl Haproxy {
     /// one is given, starts `haproxy -f CFG -db` on a free loopback port,
     /// and waits until every server is `UP`.
     pub fn start(backends: &[SocketAddr], uri: Option<&str>) -> Result<Haproxy, BoxError> {
+        Self::launch(backends, Mode::Http { uri })
+    }
+
+    /// The same in `mode tcp`: a layer-4 balancer (as a Kubernetes
+    /// Service is) that hands each client connection to a server, round
+    /// robin, and never looks inside it. The health check is still
+    /// `GET /healthz`.
+    pub fn start_tcp(backends: &[SocketAddr]) -> Result<Haproxy, BoxError> {
+        Self::launch(backends, Mode::Tcp)
+    }
+
+    fn launch(backends: &[SocketAddr], mode: Mode) -> Result<Haproxy, BoxError> {
         let program = find_haproxy()?;
         let dir = std::env::temp_dir().join(format!(
             "lameduck-haproxy-{}-{}",
@@ -101,7 +116,7 @@ impl Haproxy {
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let servers: Vec<String> = (0..backends.len()).map(|i| format!("s{i}")).collect();
         let cfg = dir.join("haproxy.cfg");
-        std::fs::write(&cfg, config(addr, &dir, &servers, backends, uri))?;
+        std::fs::write(&cfg, config(addr, &dir, &servers, backends, mode))?;
         let log = Log::default();
         let child = log.spawn(Command::new(program).arg("-f").arg(&cfg).arg("-db"))?;
         let mut haproxy = Haproxy {
@@ -192,26 +207,56 @@ fn find_haproxy() -> Result<&'static str, BoxError> {
     )
 }
 
+/// Which balancer: layer 7 (the rolling bench) or layer 4 (the storm
+/// bench's rebalancing rows).
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    /// `mode http`, every request's URI replaced by `uri` if given.
+    Http { uri: Option<&'a str> },
+    /// `mode tcp`, with room for a crowd of long-lived connections (9000:
+    /// two descriptors each, under a limit of 20000), and for their quiet: an
+    /// event stream is quiet for a second between events and a WebSocket
+    /// for its ping interval, so the idle timeouts are a minute.
+    Tcp,
+}
+
 /// The configuration file; see the module docs for the settings.
 fn config(
     addr: SocketAddr,
     dir: &std::path::Path,
     servers: &[String],
     backends: &[SocketAddr],
-    uri: Option<&str>,
+    mode: Mode,
 ) -> String {
     let inter = INTER.as_millis();
-    let mut lines = format!(
-        "global
-    stats socket {dir}/stats.sock mode 600 level admin
-    maxconn 4000
+    let (defaults, uri) = match mode {
+        Mode::Http { uri } => (
+            "    maxconn 4000
 
 defaults
     mode http
     timeout connect 1s
     timeout client 30s
     timeout server 30s
-    timeout http-keep-alive 30s
+    timeout http-keep-alive 30s",
+            uri,
+        ),
+        Mode::Tcp => (
+            "    maxconn 9000
+
+defaults
+    mode tcp
+    maxconn 9000
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s",
+            None,
+        ),
+    };
+    let mut lines = format!(
+        "global
+    stats socket {dir}/stats.sock mode 600 level admin
+{defaults}
     retries 0
     no option redispatch
 
@@ -243,6 +288,7 @@ fn parse_server(csv: &str, server: &str) -> Option<ServerStats> {
     let column = |name: &str| header.iter().position(|&h| h == name);
     let (name, status) = (column("svname")?, column("status")?);
     let (check, ok) = (column("check_status")?, column("hrsp_2xx")?);
+    let sessions = column("scur")?;
     let fields: Vec<&str> = lines
         .map(|l| l.split(',').collect::<Vec<_>>())
         .find(|fields| fields.get(name) == Some(&server))?;
@@ -252,5 +298,6 @@ fn parse_server(csv: &str, server: &str) -> Option<ServerStats> {
         // `* L7OK` while a check is under way: the star is not the result.
         check: text(check).trim_start_matches("* ").to_string(),
         responses_2xx: fields.get(ok).and_then(|n| n.parse().ok()).unwrap_or(0),
+        sessions: fields.get(sessions).and_then(|n| n.parse().ok()).unwrap_or(0),
     })
 }
