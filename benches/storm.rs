@@ -58,8 +58,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub use ::lameduck::testing::process;
 use ::lameduck::testing::http1::{Method, ResponseReader};
+pub use ::lameduck::testing::process;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
@@ -74,7 +74,7 @@ use servers::Servers;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One item every this long, for the hub clients to follow.
-const ITEM_EVERY: Duration = Duration::from_millis(50);
+const ITEM_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a crowd may take to connect, and to reconnect after a
 /// restart.
@@ -280,13 +280,18 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
     if opts.runs("storm") {
         let mut spreads = vec!["0s".to_owned()];
         match opts.spreads.is_empty() {
-            true => spreads.push(humantime::format_duration(default_flags().drain_spread).to_string()),
+            true => {
+                spreads.push(humantime::format_duration(default_flags().drain_spread()).to_string())
+            }
             false => spreads.extend(opts.spreads.iter().filter(|s| *s != "0s").cloned()),
         }
         spreads.dedup();
         for method in ["inplace", "pair"] {
             for spread in &spreads {
-                eprintln!("storm: {method}, --drain-spread {spread}, {} clients", opts.clients);
+                eprintln!(
+                    "storm: {method}, --drain-spread {spread}, {} clients",
+                    opts.clients
+                );
                 figures.storms.push(storm_row(&rt, opts, method, spread));
             }
         }
@@ -342,7 +347,8 @@ fn storm_row(rt: &Runtime, opts: &Options, method: &str, spread: &str) -> StormR
         restarts: Vec::new(),
         error: None,
     };
-    let db = std::env::temp_dir().join(format!("lameduck-storm-{}-{method}.db", std::process::id()));
+    let db =
+        std::env::temp_dir().join(format!("lameduck-storm-{}-{method}.db", std::process::id()));
     let args: Vec<String> = [
         "--db",
         &db.to_string_lossy(),
@@ -450,6 +456,9 @@ fn crowd_failures(row: &StormRow) -> crowd::Failures {
             sum.timeout += f.timeout;
             sum.lost += f.lost;
             sum.duplicated += f.duplicated;
+            sum.keepalive += f.keepalive;
+            sum.streams += f.streams;
+            sum.sockets += f.sockets;
             sum
         })
 }

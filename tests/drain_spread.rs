@@ -15,10 +15,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 const STOP: Duration = Duration::from_secs(15);
 
-/// A server whose goodbyes are spread over `spread`.
+/// A server whose goodbyes are spread over up to `spread`, none at once
+/// and then 100 a second: the few hundred connections of a test fill a
+/// window of a second.
 async fn spreading(spread: Duration) -> TestServer {
     TestServer::start(Config {
         drain_spread: spread,
+        drain_spread_rate: 100,
+        drain_spread_burst: 0,
         keepalive_grace: Duration::from_millis(20),
         shutdown_timeout: Duration::from_secs(10),
         ..test_config()
@@ -203,8 +207,9 @@ async fn a_second_signal_skips_the_spread() {
     drop(conns);
 }
 
-/// A quiet server has no crowd to spread: with one connection open, the
-/// window is a hundredth of `--drain-spread`, and the exit comes at once.
+/// A quiet server has no crowd to spread: with one connection open at
+/// 100 goodbyes a second, the window is 10 ms however long
+/// `--drain-spread` is, and the exit comes at once.
 #[tokio::test]
 async fn a_quiet_server_gets_a_window_in_proportion_and_exits_at_once() {
     let server = spreading(Duration::from_secs(5)).await;
@@ -216,7 +221,7 @@ async fn a_quiet_server_gets_a_window_in_proportion_and_exits_at_once() {
     server.shutdown();
     let report = server.report_within(STOP).await;
     assert_eq!(report.outcome, Outcome::Drained);
-    assert_eq!(report.spread, Duration::from_millis(50));
+    assert_eq!(report.spread, Duration::from_millis(10));
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",

@@ -298,6 +298,9 @@ fn parse_server(csv: &str, server: &str) -> Option<ServerStats> {
         // `* L7OK` while a check is under way: the star is not the result.
         check: text(check).trim_start_matches("* ").to_string(),
         responses_2xx: fields.get(ok).and_then(|n| n.parse().ok()).unwrap_or(0),
-        sessions: fields.get(sessions).and_then(|n| n.parse().ok()).unwrap_or(0),
+        sessions: fields
+            .get(sessions)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
     })
 }

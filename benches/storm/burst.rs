@@ -28,7 +28,8 @@ use super::report::{self, BurstRow};
 /// retransmissions (1 + 2 + 4 s) and some.
 const EXCHANGE_LIMIT: Duration = Duration::from_secs(10);
 
-const REQUEST: &[u8] = b"GET /api/items?limit=1 HTTP/1.1\r\nHost: burst\r\nConnection: close\r\n\r\n";
+const REQUEST: &[u8] =
+    b"GET /api/items?limit=1 HTTP/1.1\r\nHost: burst\r\nConnection: close\r\n\r\n";
 
 /// One burst of `n` against a fresh `bin --backlog backlog`.
 pub fn row(rt: &Runtime, bin: &Path, backlog: u32, n: usize) -> BurstRow {
@@ -72,7 +73,10 @@ pub fn row(rt: &Runtime, bin: &Path, backlog: u32, n: usize) -> BurstRow {
                         let mut stream = TcpStream::connect(addr).await.ok()?;
                         stream.write_all(REQUEST).await.ok()?;
                         let mut reader = ResponseReader::new();
-                        let res = reader.read_summary(&mut stream, Method::Other).await.ok()??;
+                        let res = reader
+                            .read_summary(&mut stream, Method::Other)
+                            .await
+                            .ok()??;
                         (res.status == 200).then_some(())
                     };
                     match tokio::time::timeout(EXCHANGE_LIMIT, exchange).await {
@@ -99,7 +103,10 @@ pub fn row(rt: &Runtime, bin: &Path, backlog: u32, n: usize) -> BurstRow {
         row.p50_ms = pick(0.5);
         row.p99_ms = pick(0.99);
         row.max_ms = report::ms(*times.last().unwrap());
-        row.over_1s = times.iter().filter(|&&t| t >= Duration::from_secs(1)).count();
+        row.over_1s = times
+            .iter()
+            .filter(|&&t| t >= Duration::from_secs(1))
+            .count();
         let starts: Vec<Instant> = results.iter().flatten().map(|(s, _)| *s).collect();
         let (first, last) = (starts.iter().min().unwrap(), starts.iter().max().unwrap());
         row.connect_span_ms = report::ms(*last - *first);

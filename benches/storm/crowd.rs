@@ -21,6 +21,7 @@
 //! and the hub carry, events and items lost or seen twice.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +47,12 @@ const STEP: Duration = Duration::from_secs(10);
 /// A keep-alive client's pace: one request every this long, give or take
 /// a fifth, each client at its own phase.
 const PACE: Duration = Duration::from_secs(1);
+
+/// An event stream's pace: one event every this long. The crowd's steady
+/// load (a request per keep-alive client per second, an event per stream
+/// per pace, every item to every hub client) must leave the two cores room
+/// for the restart it is there to measure.
+const EVENT_EVERY: Duration = Duration::from_secs(5);
 
 /// After a failed step, the wait before trying again: long enough not to
 /// spin on a refused port, short enough to count in a reconnect's time.
@@ -121,6 +128,10 @@ pub struct Failures {
     /// got twice.
     pub lost: u64,
     pub duplicated: u64,
+    /// The failed requests again, by the kind of client that met them.
+    pub keepalive: u64,
+    pub streams: u64,
+    pub sockets: u64,
 }
 
 impl Failures {
@@ -139,6 +150,9 @@ impl Failures {
             timeout: self.timeout - earlier.timeout,
             lost: self.lost - earlier.lost,
             duplicated: self.duplicated - earlier.duplicated,
+            keepalive: self.keepalive - earlier.keepalive,
+            streams: self.streams - earlier.streams,
+            sockets: self.sockets - earlier.sockets,
         }
     }
 }
@@ -156,6 +170,8 @@ struct Shared {
     timeout: AtomicU64,
     lost: AtomicU64,
     duplicated: AtomicU64,
+    /// Failures by kind, in [`Kind`]'s order.
+    by_kind: [AtomicU64; 3],
 }
 
 /// How a step failed.
@@ -168,7 +184,8 @@ enum Failed {
 }
 
 impl Shared {
-    fn count(&self, failed: Failed) {
+    fn count(&self, kind: Kind, failed: Failed) {
+        self.by_kind[kind as usize].fetch_add(1, Relaxed);
         let counter = match failed {
             Failed::Refused => &self.refused,
             Failed::Reset => &self.reset,
@@ -239,10 +256,14 @@ impl Crowd {
             match kind {
                 Kind::KeepAlive => {
                     let phase = PACE.mul_f64(unit(i as u64));
-                    crowd.others.push(rt.spawn(keepalive(addr, shared, stop, phase, i as u64)));
+                    crowd
+                        .others
+                        .push(rt.spawn(keepalive(addr, shared, stop, phase, i as u64)));
                 }
                 Kind::Stream => crowd.others.push(rt.spawn(stream(addr, shared, stop))),
-                Kind::Socket => crowd.sockets.push(rt.spawn(socket(addr, shared, stop, after))),
+                Kind::Socket => crowd
+                    .sockets
+                    .push(rt.spawn(socket(addr, shared, stop, after))),
             }
             // The ramp: client i starts at i / RAMP_PER_SEC seconds.
             let due = Duration::from_secs_f64((i + 1) as f64 / RAMP_PER_SEC as f64);
@@ -283,6 +304,9 @@ impl Crowd {
             timeout: s.timeout.load(Relaxed),
             lost: s.lost.load(Relaxed),
             duplicated: s.duplicated.load(Relaxed),
+            keepalive: s.by_kind[Kind::KeepAlive as usize].load(Relaxed),
+            streams: s.by_kind[Kind::Stream as usize].load(Relaxed),
+            sockets: s.by_kind[Kind::Socket as usize].load(Relaxed),
         }
     }
 
@@ -340,7 +364,12 @@ pub fn unit(key: u64) -> f64 {
 }
 
 /// Connects, counting a failure by class. `None` also when stopped.
-async fn connect(addr: SocketAddr, shared: &Shared, stop: &CancellationToken) -> Option<TcpStream> {
+async fn connect(
+    addr: SocketAddr,
+    kind: Kind,
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> Option<TcpStream> {
     loop {
         let tried = tokio::select! {
             _ = stop.cancelled() => return None,
@@ -352,8 +381,8 @@ async fn connect(addr: SocketAddr, shared: &Shared, stop: &CancellationToken) ->
                 let _ = stream.set_nodelay(true);
                 return Some(stream);
             }
-            Ok(Err(_)) => shared.count(Failed::Refused),
-            Err(_) => shared.count(Failed::Timeout),
+            Ok(Err(_)) => shared.count(kind, Failed::Refused),
+            Err(_) => shared.count(kind, Failed::Timeout),
         }
         tokio::time::sleep(RETRY).await;
     }
@@ -386,7 +415,7 @@ async fn keepalive(
     let mut draws = key.wrapping_mul(1 << 20);
     loop {
         let connect_at = Instant::now();
-        let Some(mut conn) = connect(addr, &shared, &stop).await else {
+        let Some(mut conn) = connect(addr, Kind::KeepAlive, &shared, &stop).await else {
             return;
         };
         let mut reader = ResponseReader::new();
@@ -405,7 +434,7 @@ async fn keepalive(
                         shared.answered(Kind::KeepAlive, &mut goodbye, connect_at);
                     }
                     if !(200..300).contains(&res.status) {
-                        shared.count(Failed::Non2xx);
+                        shared.count(Kind::KeepAlive, Failed::Non2xx);
                     }
                     if res.closes {
                         goodbye = Some(Instant::now());
@@ -414,17 +443,17 @@ async fn keepalive(
                 }
                 // Written, and the server closed with no answer.
                 Ok(Ok(None)) => {
-                    shared.count(Failed::Broken);
+                    shared.count(Kind::KeepAlive, Failed::Broken);
                     goodbye.get_or_insert_with(Instant::now);
                     break;
                 }
                 Ok(Err(e)) => {
-                    shared.count(io_failure(&e));
+                    shared.count(Kind::KeepAlive, io_failure(&e));
                     goodbye.get_or_insert_with(Instant::now);
                     break;
                 }
                 Err(_) => {
-                    shared.count(Failed::Timeout);
+                    shared.count(Kind::KeepAlive, Failed::Timeout);
                     break;
                 }
             }
@@ -432,15 +461,21 @@ async fn keepalive(
             draws += 1;
             let pause = PACE.mul_f64(0.8 + 0.4 * unit(draws));
             let mut byte = [0u8; 64];
+            // Biased: a FIN already here is seen before the timer sends
+            // a request into a closed connection.
             let closed = tokio::select! {
+                biased;
+                read = conn.read(&mut byte) => matches!(read, Ok(0) | Err(_)),
                 _ = stop.cancelled() => {
                     shared.left();
                     return;
                 }
                 _ = tokio::time::sleep(pause) => false,
-                read = conn.read(&mut byte) => matches!(read, Ok(0) | Err(_)),
             };
-            if closed {
+            // Like curl before it reuses a connection, ask the socket
+            // itself: a FIN that came in just now may not have reached the
+            // runtime's readiness yet.
+            if closed || peer_closed(&conn) {
                 goodbye = Some(Instant::now());
                 break;
             }
@@ -451,20 +486,40 @@ async fn keepalive(
     }
 }
 
+/// True if the server has closed `conn`: a non-blocking peek, made now,
+/// finds the end of the stream (or an error) instead of nothing yet.
+fn peer_closed(conn: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: a read of at most one byte into a buffer we own; MSG_PEEK
+    // leaves it in the socket, MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            conn.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
+}
+
 /// An event-stream client, resuming after the last id it saw.
 async fn stream(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToken) {
     let mut goodbye = None;
     let mut last: u64 = 0;
     loop {
         let connect_at = Instant::now();
-        let Some(mut conn) = connect(addr, &shared, &stop).await else {
+        let Some(mut conn) = connect(addr, Kind::Stream, &shared, &stop).await else {
             return;
         };
         let resume = match last {
             0 => String::new(),
             id => format!("Last-Event-ID: {id}\r\n"),
         };
-        let request = format!("GET /api/stream HTTP/1.1\r\nHost: storm\r\n{resume}\r\n");
+        let request = format!(
+            "GET /api/stream?interval_ms={} HTTP/1.1\r\nHost: storm\r\n{resume}\r\n",
+            EVENT_EVERY.as_millis()
+        );
         let mut reader = ResponseReader::new();
         let head = async {
             conn.write_all(request.as_bytes()).await?;
@@ -481,22 +536,22 @@ async fn stream(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToken) 
         let head = match timeout(STEP, head).await {
             Ok(Ok(Some(head))) => head,
             Ok(Ok(None)) => {
-                shared.count(Failed::Broken);
+                shared.count(Kind::Stream, Failed::Broken);
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
             Ok(Err(e)) => {
-                shared.count(io_failure(&e));
+                shared.count(Kind::Stream, io_failure(&e));
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
             Err(_) => {
-                shared.count(Failed::Timeout);
+                shared.count(Kind::Stream, Failed::Timeout);
                 continue;
             }
         };
         if head.status != 200 {
-            shared.count(Failed::Non2xx);
+            shared.count(Kind::Stream, Failed::Non2xx);
             tokio::time::sleep(RETRY).await;
             continue;
         }
@@ -568,31 +623,31 @@ async fn socket(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToken, 
     };
     let mut last = after;
     let mut goodbye = None;
-    loop {
+    'connect: loop {
         let connect_at = Instant::now();
-        let Some(conn) = connect(addr, &shared, &stop).await else {
+        let Some(conn) = connect(addr, Kind::Socket, &shared, &stop).await else {
             return hub;
         };
         let url = format!("ws://{addr}/api/ws?after={last}");
         let mut ws = match timeout(STEP, tokio_tungstenite::client_async(url, conn)).await {
             Ok(Ok((ws, _))) => ws,
             Ok(Err(WsError::Http(_))) => {
-                shared.count(Failed::Non2xx);
+                shared.count(Kind::Socket, Failed::Non2xx);
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
             Ok(Err(WsError::Io(e))) => {
-                shared.count(io_failure(&e));
+                shared.count(Kind::Socket, io_failure(&e));
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
             Ok(Err(_)) => {
-                shared.count(Failed::Broken);
+                shared.count(Kind::Socket, Failed::Broken);
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
             Err(_) => {
-                shared.count(Failed::Timeout);
+                shared.count(Kind::Socket, Failed::Timeout);
                 continue;
             }
         };
@@ -619,11 +674,15 @@ async fn socket(addr: SocketAddr, shared: Arc<Shared>, stop: CancellationToken, 
                     }
                 }
                 // The goodbye. tungstenite has queued the answering Close;
-                // one more read sends it. Then straight back.
+                // a task of its own sends it and waits for the end of the
+                // stream, while this client goes straight back.
                 Some(Ok(Message::Close(_))) => {
                     goodbye = Some(Instant::now());
-                    let _ = timeout(Duration::from_millis(100), ws.next()).await;
-                    break;
+                    tokio::spawn(async move {
+                        let _ = timeout(STEP, ws.next()).await;
+                    });
+                    shared.left();
+                    continue 'connect;
                 }
                 Some(Ok(_)) => {}
                 None | Some(Err(_)) => {

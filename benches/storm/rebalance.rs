@@ -93,7 +93,9 @@ fn measure(
     }
     let log = Log::default();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let start = |addr: SocketAddr| Lameduck::spawn(&log, Lameduck::command(&opts.bin, addr, &args), STEP_LIMIT);
+    let start = |addr: SocketAddr| {
+        Lameduck::spawn(&log, Lameduck::command(&opts.bin, addr, &args), STEP_LIMIT)
+    };
     let first = start(loopback)?;
     let second = start(loopback)?;
     let port_of_first = first.addr();

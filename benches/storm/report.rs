@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::crowd::{Failures, Reconnect};
+use super::crowd::{Failures, Kind, Reconnect};
 use super::netstat::ListenCounters;
 
 /// The width of the window the peak is counted in.
@@ -30,6 +30,9 @@ pub struct Wave {
     pub peak_10ms: usize,
     pub mean_10ms: f64,
     pub peak_to_mean: f64,
+    /// The p99 again, for each kind alone: keep-alive, event streams,
+    /// WebSockets.
+    pub p99_by_kind_ms: [f64; 3],
 }
 
 impl Wave {
@@ -50,6 +53,19 @@ impl Wave {
             counts[i.min(windows)] += 1;
         }
         let peak = counts.iter().copied().max().unwrap_or(0);
+        let mut p99_by_kind_ms = [0.0; 3];
+        for kind in [Kind::KeepAlive, Kind::Stream, Kind::Socket] {
+            let mut of: Vec<Duration> = reconnects
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(Reconnect::latency)
+                .collect();
+            of.sort();
+            if !of.is_empty() {
+                p99_by_kind_ms[kind as usize] =
+                    ms(of[((of.len() - 1) as f64 * 0.99).round() as usize]);
+            }
+        }
         let mean = reconnects.len() as f64 / windows as f64;
         Wave {
             reconnects: reconnects.len(),
@@ -64,6 +80,7 @@ impl Wave {
             peak_10ms: peak,
             mean_10ms: round(mean),
             peak_to_mean: round(peak as f64 / mean),
+            p99_by_kind_ms,
         }
     }
 }
@@ -110,7 +127,12 @@ impl StormRow {
             .iter()
             .map(|r| r.wave.peak_to_mean)
             .fold(0.0, f64::max);
-        self.wave.peak_10ms = self.restarts.iter().map(|r| r.wave.peak_10ms).max().unwrap_or(0);
+        self.wave.peak_10ms = self
+            .restarts
+            .iter()
+            .map(|r| r.wave.peak_10ms)
+            .max()
+            .unwrap_or(0);
         self.wave.span_ms = self
             .restarts
             .iter()
@@ -185,7 +207,11 @@ impl Figures {
             "storm: {} on {}{}; somaxconn {}, RLIMIT_NOFILE {}\n",
             self.date,
             self.machine,
-            if self.quick { " (quick: not a measurement)" } else { "" },
+            if self.quick {
+                " (quick: not a measurement)"
+            } else {
+                ""
+            },
             self.somaxconn.map_or("?".into(), |n| n.to_string()),
             self.nofile,
         );
@@ -193,7 +219,16 @@ impl Figures {
             out.push_str("\nburst: N connects at once to a fresh server\n");
             out.push_str(&format!(
                 "{:<28} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>5} {:>8} {:>6}\n",
-                "row", "backlog", "ovfl", "drops", "p50 ms", "p99 ms", "max ms", ">1s", "span ms", "failed"
+                "row",
+                "backlog",
+                "ovfl",
+                "drops",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                ">1s",
+                "span ms",
+                "failed"
             ));
             for b in &self.bursts {
                 let (o, d) = syn_cells(b.syn);
@@ -290,7 +325,9 @@ fn syn_cells(syn: Option<ListenCounters>) -> (String, String) {
 }
 
 fn error_cell(error: &Option<String>) -> String {
-    error.as_ref().map_or(String::new(), |e| format!("  ERROR: {e}"))
+    error
+        .as_ref()
+        .map_or(String::new(), |e| format!("  ERROR: {e}"))
 }
 
 pub fn ms(d: Duration) -> f64 {

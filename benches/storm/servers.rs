@@ -144,7 +144,12 @@ impl Servers {
 
 /// Starts `bin ARGS` serving `listener`, handed over as fd 3 with
 /// `LISTEN_FDS=1`, and waits for its `listening on`.
-fn spawn_on(bin: &Path, args: &[String], listener: &Socket, log: &Log) -> Result<Lameduck, BoxError> {
+fn spawn_on(
+    bin: &Path,
+    args: &[String],
+    listener: &Socket,
+    log: &Log,
+) -> Result<Lameduck, BoxError> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut command = Lameduck::command(bin, loopback, args);
     command.env("LISTEN_FDS", "1").env_remove("LISTEN_PID");

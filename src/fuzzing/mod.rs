@@ -192,7 +192,14 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
             if wire.shutdown_requested && wire.shutdown_at.is_none() {
                 wire.shutdown_at = Some(wire.output.len());
                 app.shutdown.enter_lame_duck(crate::Stop::Signal);
-                app.shutdown.begin_drain(std::time::Duration::ZERO, 0);
+                app.shutdown.begin_drain(
+                    std::time::Duration::ZERO,
+                    0,
+                    crate::shutdown::spread::Pace {
+                        burst: 0,
+                        per_second: 1,
+                    },
+                );
             }
             drop(wire);
             conn.as_mut().poll(cx)

@@ -288,7 +288,14 @@ impl Signal<'_> {
         if !self.setup.hook_late {
             self.app.websockets.refuse_new();
         }
-        self.app.shutdown.begin_drain(std::time::Duration::ZERO, 0);
+        self.app.shutdown.begin_drain(
+            std::time::Duration::ZERO,
+            0,
+            crate::shutdown::spread::Pace {
+                burst: 0,
+                per_second: 1,
+            },
+        );
         // The client may send on.
         if let Some(reader) = reader {
             reader.wake();

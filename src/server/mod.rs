@@ -49,6 +49,7 @@ use crate::server::report::{LameDuckEnd, Outcome, ShutdownReport};
 use crate::server::timeline::Timeline;
 use crate::shutdown::health_checkers::{DECISION_MARGIN, HealthCheckers};
 use crate::shutdown::phase::Phase;
+use crate::shutdown::spread::Pace;
 use crate::shutdown::stop::Stop;
 use crate::store::{MemoryStore, Store};
 
@@ -196,7 +197,17 @@ impl Server {
             // The crowd to spread: connections, and the WebSockets that
             // have left them.
             let open = in_flight.conns.len() as u64 + app.websockets.open();
-            app.shutdown.begin_drain(config.drain_spread, open);
+            // The CLI keeps the window inside the deadline; a `Config`
+            // built by hand may not, and gets half of the deadline.
+            let spread = match config.drain_spread < config.shutdown_timeout {
+                true => config.drain_spread,
+                false => config.shutdown_timeout / 2,
+            };
+            let pace = Pace {
+                burst: config.drain_spread_burst,
+                per_second: config.drain_spread_rate,
+            };
+            app.shutdown.begin_drain(spread, open, pace);
             info!(
                 phase = Phase::Draining.name(),
                 spread_ms = app.shutdown.spread().window().as_millis() as u64,

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::shutdown::phase::{Phase, PhaseCell};
-use crate::shutdown::spread::Spread;
+use crate::shutdown::spread::{Pace, Spread};
 use crate::shutdown::stop::Stop;
 use crate::shutdown::token_wait::TokenWait;
 
@@ -215,11 +215,11 @@ impl ShutdownState {
     ///    busy or used recently: the next response carries
     ///    `Connection: close`), and HTTP/2 connections send GOAWAY.
     ///
-    /// The goodbyes are spread over up to `spread` (shorter with fewer
-    /// than a hundred of the `open` connections, see [`Spread`]); the
-    /// window is set before `closing`, so that every goodbye sees it.
-    pub(crate) fn begin_drain(&self, spread: std::time::Duration, open: u64) {
-        self.spread.begin(spread, open);
+    /// The goodbyes to the `open` connections go at `pace` over up to
+    /// `spread` (see [`Spread`]); the window is set before `closing`, so
+    /// that every goodbye sees it.
+    pub(crate) fn begin_drain(&self, spread: std::time::Duration, open: u64, pace: Pace) {
+        self.spread.begin(spread, open, pace);
         self.set(Phase::Draining);
         self.closing.cancel();
     }

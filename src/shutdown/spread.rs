@@ -17,9 +17,17 @@
 //! `--drain-strategy gradual`). HAProxy's `close-spread-time` is the same
 //! idea for idle connections.
 //!
-//! The window is `--drain-spread`, shrunk in proportion when fewer than
-//! [`FULL_SPREAD_AT`] connections are open at the drain: a quiet server has
-//! no crowd to spread and still exits at once.
+//! How many goodbyes go at once, and how fast the rest follow, is a token
+//! bucket ([`Pace`]): the first `--drain-spread-burst` of the connections
+//! open at the drain (a share of the draws) go at once, because that many
+//! reconnects are absorbed at once anyway; the others follow at
+//! `--drain-spread-rate` a second, in a window never longer than
+//! `--drain-spread`. At the defaults (500 at once, then 1000 a second, at
+//! most 10 s) a server with a few hundred connections exits at once as it
+//! always did, two thousand take 1.5 s and ten thousand 9.5 s. The rate is
+//! how fast the next process (or the other instances) can take the
+//! reconnects without queueing them; `benches/README.md` has the storm
+//! bench's measurements that chose both numbers.
 //! A second signal (the forced close) skips what is left of it: every
 //! wait on an instant also races the forced close.
 
@@ -27,10 +35,16 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-/// From this many connections open at the drain on, the window is the
-/// whole `--drain-spread`; below it, that share of it (ten connections:
-/// a tenth).
-pub const FULL_SPREAD_AT: u64 = 100;
+/// How fast the drain's goodbyes go: `burst` of them at once, the rest at
+/// `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub burst: u64,
+    pub per_second: u32,
+}
+
+/// The share of draws that go at once is kept in 32 bits of fraction.
+const SHARE_ONE: u64 = 1 << 32;
 
 /// The drain's goodbye window. One per server, in its `ShutdownState`.
 #[derive(Debug, Default)]
@@ -39,6 +53,9 @@ pub struct Spread {
     start: OnceLock<Instant>,
     /// The window's length in nanoseconds (0: all at once).
     window: AtomicU64,
+    /// The share of the goodbyes that go at the window's start (the
+    /// burst), out of [`SHARE_ONE`].
+    at_once: AtomicU64,
     /// Draws so far, for the next draw's key.
     draws: AtomicU64,
     /// The earliest and the latest instant drawn, in nanoseconds after
@@ -48,13 +65,19 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// The drain begins now, with `open` connections and at most `max`
-    /// of window.
-    pub(crate) fn begin(&self, max: Duration, open: u64) {
+    /// The drain begins now, with `open` connections to say goodbye to
+    /// at `pace`, in at most `max`.
+    pub(crate) fn begin(&self, max: Duration, open: u64, pace: Pace) {
         // Set once: a server's drain begins once.
         let _ = self.start.set(Instant::now());
-        let share = open.min(FULL_SPREAD_AT) as u128;
-        let window = max.as_nanos() * share / FULL_SPREAD_AT as u128;
+        let after_burst = open.saturating_sub(pace.burst) as u128;
+        let at_rate = 1_000_000_000 * after_burst / pace.per_second.max(1) as u128;
+        let window = at_rate.min(max.as_nanos());
+        let at_once = match open {
+            0 => SHARE_ONE,
+            open => (pace.burst.min(open) as u128 * SHARE_ONE as u128 / open as u128) as u64,
+        };
+        self.at_once.store(at_once, Relaxed);
         self.window.store(window as u64, Relaxed);
         self.first.store(u64::MAX, Relaxed);
     }
@@ -64,7 +87,8 @@ impl Spread {
         Duration::from_nanos(self.window.load(Relaxed))
     }
 
-    /// An instant of its own for one goodbye, uniform over the window.
+    /// An instant of its own for one goodbye: the window's start for the
+    /// burst's share of the draws, uniform over the window for the rest.
     /// Before the drain (no window yet), now.
     pub fn instant(&self) -> Instant {
         let key = self.draws.fetch_add(1, Relaxed);
@@ -81,7 +105,12 @@ impl Spread {
         if window == 0 {
             return start;
         }
-        let offset = fraction(key, window);
+        let (u, at_once) = (fraction(key, SHARE_ONE), self.at_once.load(Relaxed));
+        let offset = match u.checked_sub(at_once) {
+            // One of the burst.
+            None => 0,
+            Some(rest) => (rest as u128 * window as u128 / (SHARE_ONE - at_once) as u128) as u64,
+        };
         self.first.fetch_min(offset, Relaxed);
         self.last.fetch_max(offset, Relaxed);
         start + Duration::from_nanos(offset)
@@ -149,17 +178,49 @@ mod tests {
         );
     }
 
-    /// A crowd gets the whole window; a few connections a share of it.
+    fn begun(max_s: u64, open: u64, burst: u64, per_second: u32) -> Spread {
+        let s = Spread::default();
+        let pace = Pace { burst, per_second };
+        s.begin(Duration::from_secs(max_s), open, pace);
+        s
+    }
+
+    /// The window is the time the goodbyes after the burst take at the
+    /// rate, up to the cap: a crowd gets the whole cap, a few connections
+    /// a moment, no more than the burst none at all.
     #[test]
-    fn the_window_shrinks_with_the_connections_open() {
-        let s = Spread::default();
-        s.begin(Duration::from_secs(1), 100_000);
-        assert_eq!(s.window(), Duration::from_secs(1));
-        let s = Spread::default();
-        s.begin(Duration::from_secs(1), 10);
-        assert_eq!(s.window(), Duration::from_millis(100));
-        let s = Spread::default();
-        s.begin(Duration::from_secs(1), 0);
-        assert_eq!(s.window(), Duration::ZERO);
+    fn the_window_is_the_goodbyes_after_the_burst_at_the_rate_up_to_the_cap() {
+        let window = |max, open, burst, rate| begun(max, open, burst, rate).window();
+        assert_eq!(window(10, 100_000, 500, 1000), Duration::from_secs(10));
+        assert_eq!(window(10, 2_000, 500, 1000), Duration::from_millis(1500));
+        assert_eq!(window(10, 10, 0, 1000), Duration::from_millis(10));
+        assert_eq!(window(10, 500, 500, 1000), Duration::ZERO);
+        assert_eq!(window(10, 0, 0, 1000), Duration::ZERO);
+        assert_eq!(window(0, 10_000, 0, 1000), Duration::ZERO);
+    }
+
+    /// The burst's share of the draws goes at the window's start; the
+    /// others are spread over it evenly.
+    #[test]
+    fn the_burst_goes_at_once_and_the_rest_evenly() {
+        // 2000 open, 500 at once: a quarter of the draws at the start,
+        // the rest over 1.5 s.
+        let s = begun(10, 2_000, 500, 1000);
+        let start = *s.start.get().unwrap();
+        let offsets: Vec<Duration> = (0..20_000).map(|k| s.instant_for(k) - start).collect();
+        let at_once = offsets.iter().filter(|o| o.is_zero()).count();
+        assert!(
+            (4_500..5_500).contains(&at_once),
+            "{at_once} of 20000 at once"
+        );
+        let mut thirds = [0; 3];
+        for o in offsets.iter().filter(|o| !o.is_zero()) {
+            assert!(*o < Duration::from_millis(1500), "{o:?}");
+            thirds[(o.as_millis() / 500) as usize] += 1;
+        }
+        assert!(
+            thirds.iter().all(|&n| (4_500..5_500).contains(&n)),
+            "{thirds:?}"
+        );
     }
 }
