@@ -18,6 +18,7 @@ pub mod external;
 pub mod http;
 pub mod http2;
 pub mod idempotency;
+pub mod pg_proxy;
 pub mod postgres;
 pub mod python_ws;
 pub mod storage;
