@@ -27,7 +27,7 @@
 //! (`workers_stopped`, `workers_aborted`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
@@ -58,34 +58,37 @@ async fn clean_once(app: &App, cancel: &CancellationToken) {
     let batch = app.config.cleanup_batch.max(1);
     // One "now" for each whole purge, so it ends even if more keep expiring.
     let now = unix_now();
-    let Some(items) = purge(app, cancel, "items", batch, |cancel| {
+    let items = &app.metrics.items_purged;
+    let Some(items) = purge(app, cancel, "items", batch, items, |cancel| {
         app.store.purge_expired(now, batch, cancel)
     })
     .await
     else {
         return;
     };
-    app.metrics.items_purged.fetch_add(items as u64, Relaxed);
     let now_ms = unix_now_ms();
-    let Some(keys) = purge(app, cancel, "idempotency keys", batch, |cancel| {
+    let keys = &app.metrics.keys_purged;
+    let Some(keys) = purge(app, cancel, "idempotency keys", batch, keys, |cancel| {
         app.store.purge_expired_keys(now_ms, batch, cancel)
     })
     .await
     else {
         return;
     };
-    app.metrics.keys_purged.fetch_add(keys as u64, Relaxed);
     app.metrics.cleaner_runs.fetch_add(1, Relaxed);
     debug!(task = "cleaner", items, keys, "cleaner run done");
 }
 
 /// Batches of `purge_batch` until one comes back short (`Some(total)`),
 /// or the token fires or the store fails (`None`: the run stops there).
+/// Each committed batch is added to `purged_total` as it commits: it
+/// stays done even if the run stops after it.
 async fn purge<'a, F>(
     app: &App,
     cancel: &CancellationToken,
     what: &'static str,
     batch: usize,
+    purged_total: &AtomicU64,
     purge_batch: F,
 ) -> Option<usize>
 where
@@ -104,6 +107,7 @@ where
         match purge_batch(cancel.clone()).await {
             Ok(n) => {
                 app.metrics.cleaner_batches.fetch_add(1, Relaxed);
+                purged_total.fetch_add(n as u64, Relaxed);
                 purged += n;
                 if n < batch {
                     return Some(purged);
