@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::long_lived::feed::Feed;
 use crate::long_lived::sockets::Sockets;
 use crate::metrics::Metrics;
+use crate::service::idempotency_key::KeysInFlight;
 use crate::shutdown::ShutdownState;
 use crate::shutdown::health_checkers::HealthCheckers;
 use crate::store::Store;
@@ -34,6 +35,11 @@ pub struct App {
     /// The upgraded connections (WebSockets), which have left hyper's
     /// connection tasks: the drain waits for them, the force aborts them.
     pub websockets: Sockets,
+    /// The `Idempotency-Key`s whose write is under way in this process:
+    /// a second request with one is answered 409. Each entry belongs to a
+    /// write task and goes when it ends, so the drain, which waits for the
+    /// write tasks, leaves it empty.
+    pub keys_in_flight: Arc<KeysInFlight>,
 }
 
 impl App {
@@ -52,6 +58,7 @@ impl App {
             checkers: HealthCheckers::new(config.drain_checks, config.drain_delay),
             feed: Feed::default(),
             websockets,
+            keys_in_flight: Arc::default(),
             config,
         }
     }

@@ -14,6 +14,12 @@
 //! every committed batch stays done. The token also goes into the store,
 //! where a batch that sees it before committing rolls back.
 //!
+//! Each run then purges the expired idempotency keys (`store::once`) the
+//! same way, in batches of the same size: a key outlives its
+//! `--idempotency-ttl` only until the next run. An expired key the cleaner
+//! has not reached yet is already ignored by the writes, so the cleaner
+//! only bounds the table's size, never what a client is answered.
+//!
 //! [`crate::Server::add_worker`] is how it is started: the server spawns
 //! each worker with the shutdown's `closing` token, which the drain
 //! cancels, waits for it with the connections, and aborts, at the forced
@@ -21,7 +27,7 @@
 //! (`workers_stopped`, `workers_aborted`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
@@ -29,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::app::App;
-use crate::store::{StoreError, unix_now};
+use crate::store::{StoreError, StoreFuture, unix_now, unix_now_ms};
 
 /// Runs until `cancel` fires, purging expired items every `every`.
 pub async fn run(app: Arc<App>, every: Duration, cancel: CancellationToken) {
@@ -47,38 +53,74 @@ pub async fn run(app: Arc<App>, every: Duration, cancel: CancellationToken) {
     }
 }
 
-/// One purge: batches until a batch comes back short, the token fires, or
-/// the store fails.
+/// One purge: the expired items, then the expired idempotency keys.
 async fn clean_once(app: &App, cancel: &CancellationToken) {
     let batch = app.config.cleanup_batch.max(1);
-    // One "now" for the whole purge, so it ends even if items keep expiring.
+    // One "now" for each whole purge, so it ends even if more keep expiring.
     let now = unix_now();
+    let items = &app.metrics.items_purged;
+    let Some(items) = purge(app, cancel, "items", batch, items, |cancel| {
+        app.store.purge_expired(now, batch, cancel)
+    })
+    .await
+    else {
+        return;
+    };
+    let now_ms = unix_now_ms();
+    let keys = &app.metrics.keys_purged;
+    let Some(keys) = purge(app, cancel, "idempotency keys", batch, keys, |cancel| {
+        app.store.purge_expired_keys(now_ms, batch, cancel)
+    })
+    .await
+    else {
+        return;
+    };
+    app.metrics.cleaner_runs.fetch_add(1, Relaxed);
+    debug!(task = "cleaner", items, keys, "cleaner run done");
+}
+
+/// Batches of `purge_batch` until one comes back short (`Some(total)`),
+/// or the token fires or the store fails (`None`: the run stops there).
+/// Each committed batch is added to `purged_total` as it commits: it
+/// stays done even if the run stops after it.
+async fn purge<'a, F>(
+    app: &App,
+    cancel: &CancellationToken,
+    what: &'static str,
+    batch: usize,
+    purged_total: &AtomicU64,
+    purge_batch: F,
+) -> Option<usize>
+where
+    F: Fn(CancellationToken) -> StoreFuture<'a, usize>,
+{
     let mut purged = 0;
     loop {
         // Between batches: the point where a cancelled cleaner stops.
         if cancel.is_cancelled() {
-            debug!(task = "cleaner", purged, "purge stopped by cancellation");
-            return;
+            debug!(
+                task = "cleaner",
+                what, purged, "purge stopped by cancellation"
+            );
+            return None;
         }
-        match app.store.purge_expired(now, batch, cancel.clone()).await {
+        match purge_batch(cancel.clone()).await {
             Ok(n) => {
                 app.metrics.cleaner_batches.fetch_add(1, Relaxed);
-                app.metrics.items_purged.fetch_add(n as u64, Relaxed);
+                purged_total.fetch_add(n as u64, Relaxed);
                 purged += n;
                 if n < batch {
-                    break;
+                    return Some(purged);
                 }
             }
             Err(StoreError::Cancelled) => {
-                debug!(task = "cleaner", purged, "purge cancelled");
-                return;
+                debug!(task = "cleaner", what, purged, "purge cancelled");
+                return None;
             }
             Err(e) => {
-                warn!(task = "cleaner", error = %e, purged, "purge failed");
-                return;
+                warn!(task = "cleaner", what, error = %e, purged, "purge failed");
+                return None;
             }
         }
     }
-    app.metrics.cleaner_runs.fetch_add(1, Relaxed);
-    debug!(task = "cleaner", purged, "cleaner run done");
 }

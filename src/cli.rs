@@ -16,8 +16,9 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::config::{Config, DEFAULT_DRAIN_SPREAD};
 use units::{
-    DURATION_FORMS, MAX_BODY, MAX_DRAIN_DELAY, MAX_GRACE, MAX_HEADER_BYTES, MAX_LONG_TIMEOUT,
-    MAX_START_TIMEOUT, MIN_HEADER_BYTES, MIN_POSITIVE, SIZE_FORMS, duration_in, size_in,
+    DURATION_FORMS, MAX_BODY, MAX_DRAIN_DELAY, MAX_GRACE, MAX_HEADER_BYTES, MAX_IDEMPOTENCY_TTL,
+    MAX_LONG_TIMEOUT, MAX_START_TIMEOUT, MIN_HEADER_BYTES, MIN_POSITIVE, SIZE_FORMS, duration_in,
+    size_in,
 };
 
 /// A graceful-shutdown HTTP server. On SIGTERM or SIGINT it fails its health
@@ -195,6 +196,16 @@ pub struct Cli {
     #[arg(long, env = "LAMEDUCK_CLEANUP_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub cleanup_batch: u32,
 
+    /// How long an Idempotency-Key is remembered after its write (POST
+    /// /api/items, DELETE /api/items/{id}): a retry with the key and the
+    /// same request gets the stored response without writing again; with
+    /// another request, 422; while the first is still being written, 409.
+    /// After it, the key is free for a new write; the cleaner removes
+    /// expired keys. Go: none built in (Stripe: 24h). At least 1ms, at
+    /// most 30d.
+    #[arg(long, env = "LAMEDUCK_IDEMPOTENCY_TTL", default_value = "24h", value_parser = duration_in(MIN_POSITIVE, MAX_IDEMPOTENCY_TTL))]
+    pub idempotency_ttl: Duration,
+
     /// On SIGHUP, how long the new process has to open its store and say it
     /// is ready before the old one stops it and goes on serving. Start-up
     /// takes milliseconds; the default leaves room for a slow disk or a
@@ -274,6 +285,7 @@ impl Cli {
             access_log: self.access_log,
             db: self.db.clone(),
             cleanup_batch: self.cleanup_batch as usize,
+            idempotency_ttl: self.idempotency_ttl,
             upgrade_timeout: self.upgrade_timeout,
             ws_ping_interval: self.ws_ping_interval,
             ws_ping_timeout: self.ws_ping_timeout,
@@ -403,12 +415,25 @@ mod tests {
             ("--request-timeout", "24h", "86400001ms"),
             ("--cleanup-interval", "24h", "86400001ms"),
             ("--upgrade-timeout", "1h", "3600001ms"),
+            ("--idempotency-ttl", "30d", "2592000001ms"),
             ("--max-body", "1GiB", "1073741825"),
             ("--max-header-bytes", "1MiB", "1048577"),
         ] {
             assert!(parse(&[flag, bound]).is_ok(), "{flag} {bound}");
             assert!(parse(&[flag, past]).is_err(), "{flag} {past}");
         }
+    }
+
+    /// `--idempotency-ttl` is a day unless set, takes humantime's forms,
+    /// and refuses 0 (a key that expires at once would make every retry a
+    /// new write).
+    #[test]
+    fn idempotency_ttl_is_a_day_by_default_and_never_zero() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(parse(&[]).unwrap().config().idempotency_ttl, day);
+        let cli = parse(&["--idempotency-ttl", "1h30m"]).unwrap();
+        assert_eq!(cli.config().idempotency_ttl, Duration::from_secs(5400));
+        assert!(parse(&["--idempotency-ttl", "0"]).is_err());
     }
 
     /// `2MB` is two million bytes and `2MiB` two mebibytes.

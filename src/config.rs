@@ -41,6 +41,12 @@ pub const DEFAULT_DRAIN_SPREAD_BURST: u64 = 500;
 /// measurement is in `conn::keepalive_grace`.
 pub const DEFAULT_KEEPALIVE_GRACE: Duration = Duration::from_millis(250);
 
+/// The default `idempotency_ttl`: a day, as Stripe's keys last. A client
+/// retrying a lost answer does so within seconds or minutes; a day also
+/// covers a client that was down for the night, and the keys of a day's
+/// writes are small (a key, a hash and a response of a few hundred bytes).
+pub const DEFAULT_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Server settings. `Config::default()` is what `lameduck` runs with when no
 /// flag is given.
 #[derive(Debug, Clone)]
@@ -156,6 +162,11 @@ pub struct Config {
     /// checks for cancellation between batches, so this bounds how long
     /// shutdown can wait on a purge.
     pub cleanup_batch: usize,
+    /// How long an `Idempotency-Key` is remembered after its write: a
+    /// retry within it gets the stored response, a request after it is
+    /// a new write. The cleaner removes expired keys. Go: none built in
+    /// (Stripe keeps keys for 24 hours).
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for Config {
@@ -184,6 +195,7 @@ impl Default for Config {
             access_log: false,
             db: PathBuf::from("lameduck.db"),
             cleanup_batch: 500,
+            idempotency_ttl: DEFAULT_IDEMPOTENCY_TTL,
             upgrade_timeout: Duration::from_secs(10),
             ws_ping_interval: Duration::from_secs(30),
             ws_ping_timeout: Duration::from_secs(10),

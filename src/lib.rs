@@ -80,14 +80,16 @@
 //!   one drains (start, ready, exit).
 //! - `service`: routing and handlers; how cancellation reaches work; a
 //!   download that outlasts its server and is resumed on the next one
-//!   (`service::download`).
+//!   (`service::download`); the `Idempotency-Key` header that makes a
+//!   write safe to retry (`service::idempotency_key`).
 //! - [`long_lived`]: the connections that outlive any deadline (event
 //!   stream, long poll, download, WebSocket), how each is told to end and
 //!   resumes after a restart; the items [`long_lived::feed`] the hub and
 //!   the long poll read; and [`long_lived::sockets`], the registry that
 //!   tracks upgraded connections, which hyper no longer does.
 //! - [`store`]: the item store; every call takes a cancellation token.
-//!   SQLite, PostgreSQL or memory; what survives what.
+//!   SQLite, PostgreSQL or memory; what survives what; [`store::once`],
+//!   a write and its idempotency key's response in one transaction.
 //! - [`cleaner`]: the background worker (the article's `runCleaner`).
 //! - `app`, `config`, [`cli`], `metrics`, `logging` (in the binary): the
 //!   shared state, the settings, the command line that fills them, the
@@ -128,6 +130,7 @@
 //! | `runCleaner(ctx)` | [`cleaner::run`] via [`Server::add_worker`] | `the_cleaner_stops_when_the_drain_begins` |
 //! | `TestHandlerContextCanceled` | a pre-cancelled token at the store layer ([`store`]) | `tests/storage.rs`: `a_cancelled_token_returns_cancelled_without_touching_the_database`; the store contract (`tests/support/contract.rs`, run on the memory store, SQLite and PostgreSQL): `a_cancelled_token_returns_cancelled_at_once_from_every_method` |
 //! | "back-end writes left half done" | writes as tracked tasks with their own token, one transaction each ([`store::sqlite`], `service::items`) | `tests/storage.rs`: `a_write_whose_client_left_commits_and_the_drain_waits_for_it`, `a_write_forced_past_the_deadline_rolls_back_and_leaves_no_trace`; `tests/storage_binary.rs`: `every_acknowledged_write_survives_sigterm_and_the_exit_is_clean` |
+//! | (none in `net/http`; Stripe's `Idempotency-Key`, draft-ietf-httpapi-idempotency-key-header) | `--idempotency-ttl`; `service::idempotency_key` (the header, the request's fingerprint, the keys in flight: `409`), [`store::once`] (the rule; the key's row and response in the write's own transaction; PostgreSQL's advisory lock across instances), [`store::StoreError::CommitUnknown`] (the `503` that says a retry with the key is safe) | `tests/idempotency.rs`: `twenty_concurrent_requests_with_one_key_write_once`, `on_sqlite_a_restart_between_the_request_and_its_retry_changes_nothing`, `a_request_whose_key_is_being_written_gets_409_at_once`, `an_expired_key_is_a_new_write_and_the_cleaner_removes_it`; `tests/idempotency_postgres.rs`: `a_retry_after_the_connection_broke_after_commit_returns_the_stored_item`, `a_key_being_written_by_another_instance_gets_409_at_once` |
 //! | — (no built-in equivalent; the Go library is cloudflare's tableflip: `Upgrade()`, `Ready()`, `Exit()`) | SIGHUP → `Upgrader::serve`: start, ready, exit ([`upgrade`]) | `tests/upgrade.rs`: `three_upgrades_under_load_fail_no_request`, `the_file_replaced_on_disk_is_what_the_upgrade_runs`, `a_failed_upgrade_keeps_the_old_process_serving_and_reaps_the_new_one`, `sighup_during_an_upgrade_is_ignored_and_sigterm_stops_the_new_process`, `every_item_acknowledged_across_an_upgrade_is_kept` |
 //! | tableflip's `Fds.Listen` / `coreos/go-systemd` `activation.Listeners()` | [`process::listener::take_inherited`] (the `listenfd` crate) | `tests/systemd.rs`: `socket_activation_serves_the_inherited_socket` |
 //! | `coreos/go-systemd` `daemon.SdNotify` | [`process::notify::Notifier`] (the `sd-notify` crate) | `tests/systemd.rs`: `the_notify_socket_hears_ready_reloading_mainpid_and_stopping` |

@@ -57,6 +57,15 @@ pub struct Metrics {
     /// Writes that committed after the drain began: the work the drain
     /// waited for instead of cutting.
     pub writes_during_drain: AtomicU64,
+    /// Requests with an `Idempotency-Key` answered with the stored
+    /// response of an earlier one, without writing.
+    pub idempotent_replays: AtomicU64,
+    /// Requests refused `409`: their key was being written by another.
+    pub idempotency_conflicts: AtomicU64,
+    /// Requests refused `422`: their key was used for another request.
+    pub idempotency_mismatches: AtomicU64,
+    /// Expired idempotency keys the cleaner removed.
+    pub keys_purged: AtomicU64,
     /// The store's own counters (interrupted queries, open transactions).
     /// Shared with the store, which is the only one that can see them.
     pub store: Arc<StoreCounters>,
@@ -81,6 +90,10 @@ impl Default for Metrics {
             items_purged: AtomicU64::new(0),
             cleaner_batches: AtomicU64::new(0),
             writes_during_drain: AtomicU64::new(0),
+            idempotent_replays: AtomicU64::new(0),
+            idempotency_conflicts: AtomicU64::new(0),
+            idempotency_mismatches: AtomicU64::new(0),
+            keys_purged: AtomicU64::new(0),
             store: Arc::default(),
             websockets: Arc::default(),
         }
@@ -296,6 +309,30 @@ const SERIES: &[Series] = &[
         kind: Kind::Counter,
         help: "Writes that committed after the drain began.",
         value: |m| m.writes_during_drain.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_idempotent_replays_total",
+        kind: Kind::Counter,
+        help: "Requests with an Idempotency-Key answered with the stored response of an earlier one, without writing.",
+        value: |m| m.idempotent_replays.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_idempotency_conflicts_total",
+        kind: Kind::Counter,
+        help: "Requests answered 409: their Idempotency-Key was being written by another request.",
+        value: |m| m.idempotency_conflicts.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_idempotency_mismatches_total",
+        kind: Kind::Counter,
+        help: "Requests answered 422: their Idempotency-Key was used for a different request.",
+        value: |m| m.idempotency_mismatches.load(Relaxed),
+    },
+    Series {
+        name: "lameduck_idempotency_keys_purged_total",
+        kind: Kind::Counter,
+        help: "Expired Idempotency-Keys removed by the cleaner.",
+        value: |m| m.keys_purged.load(Relaxed),
     },
     Series {
         name: "lameduck_queries_interrupted_total",

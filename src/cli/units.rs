@@ -48,6 +48,9 @@ pub const MAX_START_TIMEOUT: Duration = HOUR;
 /// extensions of a shutdown already under way (time to write the 503s,
 /// time for a client's next request), not second drains.
 pub const MAX_GRACE: Duration = MINUTE;
+/// `--idempotency-ttl`: at most 30 days. A retry comes within minutes;
+/// past a month the keys table only grows.
+pub const MAX_IDEMPOTENCY_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The least value of a duration that must not be zero
 /// (`--cleanup-interval`, `--upgrade-timeout`).
 pub const MIN_POSITIVE: Duration = Duration::from_millis(1);

@@ -19,23 +19,37 @@
 //! write. The drain waits for the tracked writes within the shutdown
 //! deadline. The only thing that stops a write is a forced shutdown, and
 //! then it rolls back: the item is either wholly there or not at all.
+//!
+//! # Writes a retry cannot repeat
+//!
+//! Both writes (`POST /api/items`, `DELETE /api/items/{id}`) take an
+//! `Idempotency-Key` header. With one, the write and its response are
+//! stored together, and a retry with the key gets that response again
+//! (`Idempotent-Replayed: true`) instead of writing again; the same key
+//! for a different request is `422`, and one whose first request is still
+//! being written is `409`. The header is read in `idempotency_key.rs`, the
+//! rule applied in [`crate::store::once`]. Without the header nothing
+//! changes.
 
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use super::idempotency_key;
 use super::query::Query;
 use super::request_token;
 use super::respond::{self, Body};
 use crate::app::App;
-use crate::store::{NewItem, Page, StoreError, check_name};
+use crate::store::{
+    Key, NewItem, Once, Page, StoreError, StoredResponse, Write, Written, check_name, unix_now_ms,
+};
 
 /// Longest accepted search text (`?q=`), in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;
@@ -99,7 +113,13 @@ struct CreateItem {
 }
 
 /// `POST /api/items` with `{"name": "...", "ttl_secs": n}`: 201 and the item.
+/// With an `Idempotency-Key`, done once for that key (see [`keyed`]).
 pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let key = match idempotency_key::from_headers(req.headers()) {
+        Ok(key) => key,
+        Err(res) => return *res,
+    };
+    let path = req.uri().path().to_owned();
     let deadline = Instant::now() + app.config.request_timeout;
     let bytes = match read_body(req, app.config.max_body, deadline).await {
         Ok(bytes) => bytes,
@@ -124,6 +144,10 @@ pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         name: new.name,
         ttl_secs: new.ttl_secs,
     };
+    if let Some(key) = key {
+        let fingerprint = idempotency_key::fingerprint(&Method::POST, &path, &bytes);
+        return keyed(&app, Write::Create(item), key, fingerprint).await;
+    }
     let created = tracked_write(&app, |app, abandon| async move {
         let created = app.store.create(item, abandon).await;
         // Inside the write task, so that the hub and the long polls hear
@@ -134,13 +158,7 @@ pub async fn create(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         created
     });
     match created.await {
-        Ok(item) => {
-            let mut res = respond::json(StatusCode::CREATED, &item);
-            if let Ok(loc) = HeaderValue::try_from(format!("/api/items/{}", item.id)) {
-                res.headers_mut().insert(header::LOCATION, loc);
-            }
-            res
-        }
+        Ok(item) => respond::stored(render(&Written::Created(item)), false),
         Err(e) => store_error(e),
     }
 }
@@ -155,15 +173,104 @@ pub async fn get(app: Arc<App>, id: u64) -> Response<Body> {
     }
 }
 
-/// `DELETE /api/items/{id}`: 204, or 404 if there was no such item.
-pub async fn delete(app: Arc<App>, id: u64) -> Response<Body> {
+/// `DELETE /api/items/{id}`: 204, or 404 if there was no such item. With
+/// an `Idempotency-Key`, the first answer is the one every retry gets
+/// (a retry of a delete that worked is `204` again, not `404`).
+pub async fn delete(app: Arc<App>, req: Request<Incoming>, id: u64) -> Response<Body> {
+    let key = match idempotency_key::from_headers(req.headers()) {
+        Ok(key) => key,
+        Err(res) => return *res,
+    };
+    if let Some(key) = key {
+        // A DELETE's body means nothing here; it is not read, and not
+        // part of the fingerprint.
+        let fingerprint = idempotency_key::fingerprint(&Method::DELETE, req.uri().path(), b"");
+        return keyed(&app, Write::Delete(id), key, fingerprint).await;
+    }
     let deleted = tracked_write(&app, move |app, abandon| async move {
         app.store.delete(id, abandon).await
     });
     match deleted.await {
-        Ok(true) => respond::empty(StatusCode::NO_CONTENT),
-        Ok(false) => respond::json_error(StatusCode::NOT_FOUND, "no such item"),
+        Ok(deleted) => respond::stored(render(&Written::Deleted(deleted)), false),
         Err(e) => store_error(e),
+    }
+}
+
+/// A write with an `Idempotency-Key`: `409` if the key is being written in
+/// this process already; otherwise the store does the write once for the
+/// key ([`crate::store::once`]), in a tracked write task that holds the
+/// key's claim until it ends.
+async fn keyed(app: &Arc<App>, write: Write, key: String, fingerprint: [u8; 32]) -> Response<Body> {
+    let Some(claim) = app.keys_in_flight.claim(&key) else {
+        return key_in_progress(app);
+    };
+    let key = Key {
+        key,
+        fingerprint,
+        now_ms: unix_now_ms(),
+        ttl_ms: u64::try_from(app.config.idempotency_ttl.as_millis()).unwrap_or(u64::MAX),
+        render,
+    };
+    let done = tracked_write(app, move |app, abandon| async move {
+        // Dropped when the write ends, whoever is still waiting for it.
+        let _claim = claim;
+        let done = app.store.write_once(write, key, abandon).await;
+        if let Ok(Once::Done(Written::Created(_), _)) = &done {
+            app.feed.item_created();
+        }
+        done
+    });
+    match done.await {
+        Ok(Once::Done(_, response)) => respond::stored(response, false),
+        Ok(Once::Replayed(response)) => {
+            app.metrics.idempotent_replays.fetch_add(1, Relaxed);
+            respond::stored(response, true)
+        }
+        Ok(Once::Mismatch) => {
+            app.metrics.idempotency_mismatches.fetch_add(1, Relaxed);
+            respond::json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this Idempotency-Key was used for a different request (method, path or body); \
+                 use a new key for a new request",
+            )
+        }
+        Ok(Once::InProgress) => key_in_progress(app),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `409` + `Retry-After`: another request with the key is being written.
+fn key_in_progress(app: &App) -> Response<Body> {
+    app.metrics.idempotency_conflicts.fetch_add(1, Relaxed);
+    let mut res = respond::json_error(
+        StatusCode::CONFLICT,
+        "a request with this Idempotency-Key is being processed; retry it once that one has been answered",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
+/// The response for what a write did: the one sent, and the one stored
+/// with a key and replayed, so that the two cannot differ.
+fn render(written: &Written) -> StoredResponse {
+    let (status, location, body) = match written {
+        Written::Created(item) => (
+            StatusCode::CREATED,
+            Some(format!("/api/items/{}", item.id)),
+            serde_json::to_vec(item).unwrap_or_default(),
+        ),
+        Written::Deleted(true) => (StatusCode::NO_CONTENT, None, Vec::new()),
+        Written::Deleted(false) => (
+            StatusCode::NOT_FOUND,
+            None,
+            br#"{"error":"no such item"}"#.to_vec(),
+        ),
+    };
+    StoredResponse {
+        status: status.as_u16(),
+        location,
+        body,
     }
 }
 
@@ -281,6 +388,19 @@ pub(crate) fn store_error(e: StoreError) -> Response<Body> {
         StoreError::Unreachable(why) => {
             tracing::warn!(error = %why, "database unreachable; answering 503");
             respond::retry_elsewhere("database unreachable, try again")
+        }
+        // The database connection broke with the write's COMMIT sent: it
+        // may be stored or not. The client is told so, and told the way
+        // out: a retry with the same key finds the stored response or
+        // writes, never both (`store::once`).
+        StoreError::CommitUnknown(why) => {
+            tracing::warn!(error = %why, "write outcome unknown; answering 503");
+            respond::retry_elsewhere(
+                "the database connection broke after COMMIT was sent: the write may or may not \
+                 be stored; a retry with the same Idempotency-Key is safe (it returns the stored \
+                 response if the write was stored, and writes if it was not); a retry without \
+                 one may write twice",
+            )
         }
         // The input broke a rule the handler did not check: still the
         // client's input, so still a 4xx.

@@ -50,6 +50,7 @@ pub(crate) mod download;
 mod event_stream;
 mod head;
 mod health;
+pub(crate) mod idempotency_key;
 pub(crate) mod items;
 pub(crate) mod query;
 pub(crate) mod respond;
@@ -218,7 +219,7 @@ impl Service<'_> {
                 None => instant(respond::not_found()),
                 Some(id) => match *method {
                     Method::GET | Method::HEAD => work(app, reply, items::get(app.clone(), id)),
-                    Method::DELETE => work(app, reply, items::delete(app.clone(), id)),
+                    Method::DELETE => work(app, reply, items::delete(app.clone(), req, id)),
                     _ => instant(respond::unhandled_method(method, allow::ITEM)),
                 },
             },

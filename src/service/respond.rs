@@ -2,12 +2,13 @@
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 
 use super::download::DownloadBody;
 use super::event_stream::EventStream;
+use crate::store::StoredResponse;
 
 /// The response body: a whole buffer, or a body that outlives the
 /// request timeout (an event stream, a download). An enum rather than a
@@ -47,6 +48,34 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
         }
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed\n"),
     }
+}
+
+/// A write's response as it was stored (`store::once`): its status, its
+/// `Location`, its body (JSON when there is one). `replayed` marks the
+/// answer to a retry with `Idempotent-Replayed: true`, as Stripe's API
+/// does, so that a client can tell it did not write.
+pub fn stored(stored: StoredResponse, replayed: bool) -> Response<Body> {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let has_body = !stored.body.is_empty();
+    let mut res = Response::new(Either::Left(Full::new(Bytes::from(stored.body))));
+    *res.status_mut() = status;
+    let headers = res.headers_mut();
+    if has_body {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Some(loc) = stored.location.and_then(|l| HeaderValue::try_from(l).ok()) {
+        headers.insert(header::LOCATION, loc);
+    }
+    if replayed {
+        headers.insert(
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        );
+    }
+    res
 }
 
 /// `{"error": "..."}` with `status`.

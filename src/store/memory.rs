@@ -3,12 +3,17 @@
 //! Every call finishes inside its own `poll`, under a lock held for
 //! microseconds, so there is nothing to interrupt: the token is checked once,
 //! at the start. That is what `--db :memory:` and most tests run on.
+//!
+//! An idempotency key's row lives under the same lock as the items, so a
+//! write and its key's row are stored together or not at all, as in the
+//! databases' transactions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use super::once::{self, Key, KeyRow, Once, Write, Written};
 use super::{
     Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, unix_now,
     unless_cancelled,
@@ -25,6 +30,24 @@ pub struct MemoryStore {
 struct MemoryInner {
     next_id: u64,
     items: BTreeMap<u64, Item>,
+    /// Idempotency keys, with the response stored for each.
+    keys: HashMap<String, KeyRow>,
+}
+
+impl MemoryInner {
+    /// Stores a new item (its name already checked).
+    fn create(&mut self, item: NewItem) -> Item {
+        let now = unix_now();
+        self.next_id += 1;
+        let stored = Item {
+            id: self.next_id,
+            name: item.name,
+            created_at: now,
+            expires_at: item.ttl_secs.map(|t| now.saturating_add(t)),
+        };
+        self.items.insert(stored.id, stored.clone());
+        stored
+    }
 }
 
 impl MemoryStore {
@@ -90,17 +113,64 @@ impl Store for MemoryStore {
             // The same rule as the SQLite store, so that a name one store
             // holds the other holds too.
             check_name(&item.name).map_err(StoreError::Rejected)?;
-            let now = unix_now();
+            Ok(self.lock().create(item))
+        })
+    }
+
+    fn write_once(
+        &self,
+        write: Write,
+        key: Key,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, Once> {
+        Box::pin(async move {
+            unless_cancelled(&cancel)?;
+            if let Write::Create(item) = &write {
+                check_name(&item.name).map_err(StoreError::Rejected)?;
+            }
+            // One lock for the look-up, the write and the key's row: no
+            // other request can come between them, so none is ever "in
+            // progress" here (the service's set of keys in flight is what
+            // answers 409 within a process).
             let mut inner = self.lock();
-            inner.next_id += 1;
-            let stored = Item {
-                id: inner.next_id,
-                name: item.name,
-                created_at: now,
-                expires_at: item.ttl_secs.map(|t| now.saturating_add(t)),
+            if let Some(answer) = once::judge(&key, inner.keys.get(&key.key).cloned()) {
+                return Ok(answer);
+            }
+            let written = match write {
+                Write::Create(item) => Written::Created(inner.create(item)),
+                Write::Delete(id) => Written::Deleted(inner.items.remove(&id).is_some()),
             };
-            inner.items.insert(stored.id, stored.clone());
-            Ok(stored)
+            let response = (key.render)(&written);
+            let row = KeyRow {
+                fingerprint: key.fingerprint.to_vec(),
+                response: response.clone(),
+                expires_ms: key.expires_ms(),
+            };
+            inner.keys.insert(key.key, row);
+            Ok(Once::Done(written, response))
+        })
+    }
+
+    fn purge_expired_keys(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            unless_cancelled(&cancel)?;
+            let mut inner = self.lock();
+            let expired: Vec<String> = inner
+                .keys
+                .iter()
+                .filter(|(_, row)| row.expires_ms <= now_ms)
+                .map(|(key, _)| key.clone())
+                .take(limit)
+                .collect();
+            for key in &expired {
+                inner.keys.remove(key);
+            }
+            Ok(expired.len())
         })
     }
 

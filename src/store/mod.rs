@@ -96,13 +96,18 @@
 //! | second signal | interrupted; connections aborted | rolled back; connections aborted | all stored | 1 |
 //! | SIGKILL, OOM kill | gone | gone: an uncommitted transaction is discarded when the database is next opened | all stored (SQLite: `PRAGMA integrity_check` is `ok`) | — |
 //! | power loss, kernel crash | gone | gone | all stored (SQLite: `synchronous = FULL`, see `schema.rs`) | — |
+//! | the connection to PostgreSQL breaks after `COMMIT` was sent | — | committed or not, nobody here can tell ([`StoreError::CommitUnknown`]); the client gets `503` + `Retry-After`, and a body saying that a retry with the same `Idempotency-Key` is safe | all stored | — |
+//! | any of the above, then a retry with the same `Idempotency-Key` | — | — | the stored response again (same status, body, `Location`), nothing written twice; across restarts on SQLite and PostgreSQL, and across instances on one database | — |
 //!
 //! With `:memory:` every acknowledged item lasts until the process exits,
 //! and nothing after. One window is unavoidable anywhere: a write that has
 //! already started its `COMMIT` when the force comes, or when the process
 //! dies, completes, and its client may never hear so. An item can exist
 //! that its client was not told about; never the reverse, and never half
-//! of one.
+//! of one. A client that sends an `Idempotency-Key` can close that window
+//! itself: the key and the response are stored in the write's own
+//! transaction, so its retry finds the response exactly when the write
+//! committed ([`once`]).
 //!
 //! # What `/metrics` shows of the store
 //!
@@ -139,6 +144,7 @@
 
 mod memory;
 mod name;
+pub mod once;
 pub mod postgres;
 mod schema;
 pub mod sqlite;
@@ -155,6 +161,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use memory::MemoryStore;
 pub use name::check_name;
+pub use once::{Key, Once, StoredResponse, Write, Written};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 #[cfg(feature = "test-harness")]
@@ -219,9 +226,15 @@ pub enum StoreError {
     /// connection was refused or broke, the server is shutting down or
     /// still starting, no connection could be had in time. Worth retrying
     /// once the pool has reconnected; the process itself is fine (only the
-    /// Postgres store returns it). A write that meets it may or may not
-    /// have committed, if the break came after `COMMIT` was sent.
+    /// Postgres store returns it). A write that meets it did not commit:
+    /// the break came before `COMMIT` was sent.
     Unreachable(String),
+    /// The connection broke after a write's `COMMIT` was sent and before
+    /// its answer came: the write may or may not be stored, and nothing
+    /// on this side can tell (only the Postgres store returns it). A retry
+    /// with the same `Idempotency-Key` is safe: it finds the stored
+    /// response if the write committed, and writes if it did not.
+    CommitUnknown(String),
     /// The store cannot hold what it was given (a name [`check_name`]
     /// refuses, a constraint of the database). Nothing was stored; the
     /// same call will fail the same way, so it is the caller's input that
@@ -237,6 +250,9 @@ impl std::fmt::Display for StoreError {
             StoreError::Cancelled => f.write_str("cancelled"),
             StoreError::Busy => f.write_str("database busy"),
             StoreError::Unreachable(why) => write!(f, "database unreachable: {why}"),
+            StoreError::CommitUnknown(why) => {
+                write!(f, "connection lost after COMMIT was sent: {why}")
+            }
             StoreError::Rejected(why) => write!(f, "rejected: {why}"),
             StoreError::Unavailable(why) => write!(f, "store unavailable: {why}"),
         }
@@ -272,6 +288,28 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, Option<Item>>;
     /// Deletes one item: one transaction; `Ok(false)` if there was none.
     fn delete(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, bool>;
+    /// Does `write` once for `key`: in one transaction, looks the key up,
+    /// and either answers from its row ([`Once::Replayed`],
+    /// [`Once::Mismatch`]) or does the write and stores the key, the
+    /// request's fingerprint and the rendered response beside it
+    /// ([`Once::Done`]). [`Once::InProgress`] if another request holds the
+    /// key now (Postgres: another instance; see [`once`]). The token means
+    /// what it means for any write: roll back instead of committing.
+    fn write_once(
+        &self,
+        write: Write,
+        key: Key,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, Once>;
+    /// Removes at most `limit` keys that expired at or before `now_ms`
+    /// (milliseconds since the epoch), in one transaction; returns how
+    /// many went. The cleaner calls it after the items' purge.
+    fn purge_expired_keys(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, usize>;
     /// Removes at most `limit` items whose `expires_at` is at or before
     /// `now`, in one transaction; returns how many went. The cleaner calls
     /// it in a loop, checking its token between batches.
@@ -367,4 +405,11 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the Unix epoch, now: the idempotency keys' clock.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

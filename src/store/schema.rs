@@ -59,6 +59,20 @@ const MIGRATIONS: &[&str] = &[
         at      INTEGER NOT NULL
     );
     CREATE INDEX item_events_item ON item_events (item_id);",
+    // 2: idempotency keys (`store::once`), each written in the same
+    // transaction as its write, with the response that write got. Times in
+    // milliseconds, so that a short `--idempotency-ttl` is not rounded to
+    // the second; the index is the cleaner's.
+    "CREATE TABLE idempotency_keys (
+        key         TEXT    PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 255),
+        fingerprint BLOB    NOT NULL,
+        status      INTEGER NOT NULL,
+        location    TEXT,
+        body        BLOB    NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        expires_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_ms);",
 ];
 
 /// The schema version this build writes.

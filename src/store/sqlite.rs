@@ -63,6 +63,7 @@ use rusqlite::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::once::{self, Key, KeyRow, Once, StoredResponse, Write, Written};
 use super::{
     Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, schema,
     unix_now, unless_cancelled,
@@ -298,28 +299,80 @@ impl Store for SqliteStore {
         if let Err(why) = check_name(&item.name) {
             return Box::pin(std::future::ready(Err(StoreError::Rejected(why))));
         }
+        Box::pin(self.write(cancel, move |tx, steps| insert_item(tx, steps, item)))
+    }
+
+    fn write_once(
+        &self,
+        write: Write,
+        key: Key,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, Once> {
+        if let Write::Create(item) = &write
+            && let Err(why) = check_name(&item.name)
+        {
+            return Box::pin(std::future::ready(Err(StoreError::Rejected(why))));
+        }
+        // One transaction on the one writer: the look-up, the write and the
+        // key's row. A second request with the key, in this process or in
+        // another on the same file, waits for the write lock and then
+        // finds the row, so no key is ever seen half written.
         Box::pin(self.write(cancel, move |tx, steps| {
-            let now = unix_now();
-            let expires_at = item.ttl_secs.map(|t| now.saturating_add(t));
-            tx.execute(
-                "INSERT INTO items (name, created_at, expires_at) VALUES (?1, ?2, ?3)",
-                params![item.name, to_sql(now), expires_at.map(to_sql)],
-            )?;
-            let id = tx.last_insert_rowid();
-            // Half done: the item exists (inside this transaction), its
-            // event does not. A forced shutdown here must leave no trace.
-            steps.half_done();
+            let found = tx
+                .prepare_cached(
+                    "SELECT fingerprint, status, location, body, expires_ms
+                     FROM idempotency_keys WHERE key = ?1",
+                )?
+                .query_row([&key.key], key_row_from_row)
+                .optional()?;
+            if let Some(answer) = once::judge(&key, found) {
+                return Ok(answer);
+            }
+            let written = match write {
+                Write::Create(item) => Written::Created(insert_item(tx, steps, item)?),
+                Write::Delete(id) => Written::Deleted(delete_item(tx, steps, id)?),
+            };
+            let response = (key.render)(&written);
             steps.check()?;
-            tx.execute(
-                "INSERT INTO item_events (item_id, op, at) VALUES (?1, 'create', ?2)",
-                params![id, to_sql(now)],
+            // Over an expired row, if there is one.
+            tx.prepare_cached(
+                "INSERT INTO idempotency_keys
+                     (key, fingerprint, status, location, body, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (key) DO UPDATE SET
+                     fingerprint = excluded.fingerprint, status = excluded.status,
+                     location = excluded.location, body = excluded.body,
+                     created_ms = excluded.created_ms, expires_ms = excluded.expires_ms",
+            )?
+            .execute(params![
+                key.key,
+                &key.fingerprint[..],
+                response.status,
+                response.location,
+                response.body,
+                to_sql(key.now_ms),
+                to_sql(key.expires_ms()),
+            ])?;
+            Ok(Once::Done(written, response))
+        }))
+    }
+
+    fn purge_expired_keys(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, usize> {
+        Box::pin(self.write(cancel, move |tx, _steps| {
+            // The index on `expires_ms` finds the batch; LIMIT keeps the
+            // write lock short, as for items.
+            let n = tx.execute(
+                "DELETE FROM idempotency_keys WHERE key IN (
+                     SELECT key FROM idempotency_keys WHERE expires_ms <= ?1
+                     ORDER BY expires_ms LIMIT ?2)",
+                params![to_sql(now_ms), limit as i64],
             )?;
-            Ok(Item {
-                id: id as u64,
-                name: item.name,
-                created_at: now,
-                expires_at,
-            })
+            Ok(n)
         }))
     }
 
@@ -335,20 +388,7 @@ impl Store for SqliteStore {
     }
 
     fn delete(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, bool> {
-        Box::pin(self.write(cancel, move |tx, steps| {
-            let Ok(id) = i64::try_from(id) else {
-                return Ok(false);
-            };
-            if tx.execute("DELETE FROM items WHERE id = ?1", [id])? == 0 {
-                return Ok(false);
-            }
-            steps.check()?;
-            tx.execute(
-                "INSERT INTO item_events (item_id, op, at) VALUES (?1, 'delete', ?2)",
-                params![id, to_sql(unix_now())],
-            )?;
-            Ok(true)
-        }))
+        Box::pin(self.write(cancel, move |tx, steps| delete_item(tx, steps, id)))
     }
 
     fn purge_expired(
@@ -382,6 +422,61 @@ impl Store for SqliteStore {
     fn counters(&self) -> Arc<StoreCounters> {
         self.counters.clone()
     }
+}
+
+/// A create's two statements, in the caller's transaction: the item, then
+/// its event.
+fn insert_item(tx: &Transaction<'_>, steps: &Steps, item: NewItem) -> Result<Item, StoreError> {
+    let now = unix_now();
+    let expires_at = item.ttl_secs.map(|t| now.saturating_add(t));
+    tx.execute(
+        "INSERT INTO items (name, created_at, expires_at) VALUES (?1, ?2, ?3)",
+        params![item.name, to_sql(now), expires_at.map(to_sql)],
+    )?;
+    let id = tx.last_insert_rowid();
+    // Half done: the item exists (inside this transaction), its event does
+    // not. A forced shutdown here must leave no trace.
+    steps.half_done();
+    steps.check()?;
+    tx.execute(
+        "INSERT INTO item_events (item_id, op, at) VALUES (?1, 'create', ?2)",
+        params![id, to_sql(now)],
+    )?;
+    Ok(Item {
+        id: id as u64,
+        name: item.name,
+        created_at: now,
+        expires_at,
+    })
+}
+
+/// A delete's two statements, in the caller's transaction; `false` if
+/// there was no such item (and then no event).
+fn delete_item(tx: &Transaction<'_>, steps: &Steps, id: u64) -> Result<bool, StoreError> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(false);
+    };
+    if tx.execute("DELETE FROM items WHERE id = ?1", [id])? == 0 {
+        return Ok(false);
+    }
+    steps.check()?;
+    tx.execute(
+        "INSERT INTO item_events (item_id, op, at) VALUES (?1, 'delete', ?2)",
+        params![id, to_sql(unix_now())],
+    )?;
+    Ok(true)
+}
+
+fn key_row_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok(KeyRow {
+        fingerprint: row.get(0)?,
+        response: StoredResponse {
+            status: row.get(1)?,
+            location: row.get(2)?,
+            body: row.get(3)?,
+        },
+        expires_ms: row.get::<_, i64>(4)?.max(0) as u64,
+    })
 }
 
 /// Between-steps checks of a write transaction.

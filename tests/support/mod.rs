@@ -17,6 +17,8 @@ pub mod download;
 pub mod external;
 pub mod http;
 pub mod http2;
+pub mod idempotency;
+pub mod pg_proxy;
 pub mod postgres;
 pub mod python_ws;
 pub mod storage;

@@ -121,6 +121,22 @@ impl PgServer {
             .unwrap_or_else(|e| panic!("run psql: {e}; {NEEDS_POSTGRES}"))
     }
 
+    /// A `psql` session on database `db` that runs what is written to
+    /// its stdin, line by line, as it arrives: for a test that must hold a
+    /// transaction (and its locks) open while the server works. Closing
+    /// stdin ends it; so does killing the child.
+    pub fn session(&self, db: &str) -> std::process::Child {
+        Command::new(tool("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", db])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run psql: {e}; {NEEDS_POSTGRES}"))
+    }
+
     /// Every item in database `db`, in id order, with the number of
     /// `create` events logged for it: what the store holds, read behind
     /// its back.

@@ -47,7 +47,11 @@
 //! never marked committed, so no one ever sees it. The one doubt left is
 //! the other way round: a connection that breaks *after* `COMMIT` was
 //! sent and before its answer came leaves the client with a 503 for a
-//! write that may have committed, as with any database over a network.
+//! write that may have committed, as with any database over a network
+//! ([`StoreError::CommitUnknown`]). The 503 says so, and says that a retry
+//! with the same `Idempotency-Key` is safe: the key's row was in the same
+//! transaction, so the retry finds the response if the write committed
+//! and writes if it did not (`store::once`).
 //!
 //! # Outages
 //!
@@ -82,6 +86,7 @@ use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::once::{self, Key, KeyRow, Once, StoredResponse, Write, Written};
 use super::{
     Item, NewItem, Page, Store, StoreCounters, StoreError, StoreFuture, check_name, unix_now,
     unless_cancelled,
@@ -324,42 +329,109 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let (mut conn, steps) = self.writer(&cancel).await?;
             let tx = conn.transaction().await?;
-            let now = unix_now();
-            let expires_at = item.ttl_secs.map(|t| now.saturating_add(t));
+            let done = insert_item(&tx, &steps, item).await;
+            steps.finish(tx, done).await
+        })
+    }
+
+    fn write_once(
+        &self,
+        write: Write,
+        key: Key,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, Once> {
+        if let Write::Create(item) = &write
+            && let Err(why) = check_name(&item.name)
+        {
+            return Box::pin(std::future::ready(Err(StoreError::Rejected(why))));
+        }
+        Box::pin(async move {
+            let (mut conn, steps) = self.writer(&cancel).await?;
+            let tx = conn.transaction().await?;
             let done = async {
-                // Creates take turns: the id comes from a sequence, and
-                // two transactions could otherwise commit out of id order,
-                // so that a reader which has seen id N could later find an
-                // item below N. The live feed (`long_lived::feed`) reads
-                // "after the last id seen" and would miss it. The lock is
-                // held to the commit, as SQLite's single writer is.
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_ORDER_LOCK])
-                    .await?;
-                let row = tx
+                // The in-progress marker, across instances: a lock on the
+                // key held by this transaction. `try`: a second request
+                // with the key is told 409 at once rather than queued.
+                // Released by COMMIT or ROLLBACK, or by the end of the
+                // session if this process dies or its connection breaks,
+                // so no marker can outlive its request and block the key.
+                let free: bool = tx
                     .query_one(
-                        "INSERT INTO items (name, created_at, expires_at)
-                         VALUES ($1, $2, $3) RETURNING id",
-                        &[&item.name, &to_sql(now), &expires_at.map(to_sql)],
+                        "SELECT pg_try_advisory_xact_lock($1)",
+                        &[&key_lock(&key.key)],
                     )
-                    .await?;
-                let id: i64 = row.get(0);
-                // Half done: the item exists inside this transaction, its
-                // event does not. A forced shutdown here leaves no trace.
-                steps.half_done().await;
+                    .await?
+                    .get(0);
+                if !free {
+                    return Ok(Once::InProgress);
+                }
+                let found = tx
+                    .query_opt(
+                        "SELECT fingerprint, status, location, body, expires_ms
+                         FROM idempotency_keys WHERE key = $1",
+                        &[&key.key],
+                    )
+                    .await?
+                    .map(|row| key_row_from_row(&row));
+                if let Some(answer) = once::judge(&key, found) {
+                    return Ok(answer);
+                }
+                let written = match write {
+                    Write::Create(item) => Written::Created(insert_item(&tx, &steps, item).await?),
+                    Write::Delete(id) => Written::Deleted(delete_item(&tx, &steps, id).await?),
+                };
+                let response = (key.render)(&written);
                 steps.check()?;
+                // Over an expired row, if there is one. (The cleaner may be
+                // deleting it: the insert then waits for its commit and
+                // inserts.)
                 tx.execute(
-                    "INSERT INTO item_events (item_id, op, at) VALUES ($1, 'create', $2)",
-                    &[&id, &to_sql(now)],
+                    "INSERT INTO idempotency_keys
+                         (key, fingerprint, status, location, body, created_ms, expires_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (key) DO UPDATE SET
+                         fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status,
+                         location = EXCLUDED.location, body = EXCLUDED.body,
+                         created_ms = EXCLUDED.created_ms, expires_ms = EXCLUDED.expires_ms",
+                    &[
+                        &key.key,
+                        &&key.fingerprint[..],
+                        &i16::try_from(response.status).unwrap_or(i16::MAX),
+                        &response.location,
+                        &response.body,
+                        &to_sql(key.now_ms),
+                        &to_sql(key.expires_ms()),
+                    ],
                 )
                 .await?;
-                Ok(Item {
-                    id: id as u64,
-                    name: item.name,
-                    created_at: now,
-                    expires_at,
-                })
+                Ok(Once::Done(written, response))
             }
             .await;
+            steps.finish(tx, done).await
+        })
+    }
+
+    fn purge_expired_keys(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        cancel: CancellationToken,
+    ) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let (mut conn, steps) = self.writer(&cancel).await?;
+            let tx = conn.transaction().await?;
+            // `SKIP LOCKED`, as for items: two instances' cleaners take
+            // different rows, and neither waits on a write replacing one.
+            let done = tx
+                .execute(
+                    "DELETE FROM idempotency_keys WHERE key IN (
+                         SELECT key FROM idempotency_keys WHERE expires_ms <= $1
+                         ORDER BY expires_ms LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    &[&to_sql(now_ms), &sql_limit(limit)],
+                )
+                .await
+                .map(|n| n as usize)
+                .map_err(StoreError::from);
             steps.finish(tx, done).await
         })
     }
@@ -382,31 +454,9 @@ impl Store for PostgresStore {
 
     fn delete(&self, id: u64, cancel: CancellationToken) -> StoreFuture<'_, bool> {
         Box::pin(async move {
-            let Ok(id) = i64::try_from(id) else {
-                return Ok(false);
-            };
             let (mut conn, steps) = self.writer(&cancel).await?;
             let tx = conn.transaction().await?;
-            let done = async {
-                // A second instance deleting the same item waits here for
-                // the row lock, then finds it gone: a 404, not a second
-                // event.
-                if tx
-                    .execute("DELETE FROM items WHERE id = $1", &[&id])
-                    .await?
-                    == 0
-                {
-                    return Ok(false);
-                }
-                steps.check()?;
-                tx.execute(
-                    "INSERT INTO item_events (item_id, op, at) VALUES ($1, 'delete', $2)",
-                    &[&id, &to_sql(unix_now())],
-                )
-                .await?;
-                Ok(true)
-            }
-            .await;
+            let done = delete_item(&tx, &steps, id).await;
             steps.finish(tx, done).await
         })
     }
@@ -498,10 +548,20 @@ impl Steps {
         done: Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match done.and_then(|out| self.check().map(|()| out)) {
-            Ok(out) => {
-                tx.commit().await?;
-                Ok(out)
-            }
+            Ok(out) => match tx.commit().await {
+                Ok(()) => Ok(out),
+                // The connection broke with COMMIT sent, or about to be:
+                // the server may have committed, and its answer is lost.
+                // (Broken before it was sent, the write did not commit;
+                // from here the two cannot be told apart, so both are
+                // "unknown", which is true of either.) A refusal the
+                // server did answer (a serialization failure at COMMIT)
+                // is a rollback, and keeps its kind.
+                Err(e) => Err(match StoreError::from(e) {
+                    StoreError::Unreachable(why) => StoreError::CommitUnknown(why),
+                    other => other,
+                }),
+            },
             Err(e) => {
                 // If the connection is gone the rollback fails, and that
                 // is fine: the server has already aborted the transaction.
@@ -532,6 +592,103 @@ impl Drop for Steps {
         // (Or the runtime is dropping the write mid-way at exit, and the
         // server aborts the transaction when the socket closes.)
         self.counters.writes_open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A create's statements, in the caller's transaction: the turn, the
+/// item, its event.
+async fn insert_item(
+    tx: &deadpool_postgres::Transaction<'_>,
+    steps: &Steps,
+    item: NewItem,
+) -> Result<Item, StoreError> {
+    let now = unix_now();
+    let expires_at = item.ttl_secs.map(|t| now.saturating_add(t));
+    // Creates take turns: the id comes from a sequence, and two
+    // transactions could otherwise commit out of id order, so that a
+    // reader which has seen id N could later find an item below N. The
+    // live feed (`long_lived::feed`) reads "after the last id seen" and
+    // would miss it. The lock is held to the commit, as SQLite's single
+    // writer is.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_ORDER_LOCK])
+        .await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO items (name, created_at, expires_at)
+             VALUES ($1, $2, $3) RETURNING id",
+            &[&item.name, &to_sql(now), &expires_at.map(to_sql)],
+        )
+        .await?;
+    let id: i64 = row.get(0);
+    // Half done: the item exists inside this transaction, its event does
+    // not. A forced shutdown here leaves no trace.
+    steps.half_done().await;
+    steps.check()?;
+    tx.execute(
+        "INSERT INTO item_events (item_id, op, at) VALUES ($1, 'create', $2)",
+        &[&id, &to_sql(now)],
+    )
+    .await?;
+    Ok(Item {
+        id: id as u64,
+        name: item.name,
+        created_at: now,
+        expires_at,
+    })
+}
+
+/// A delete's statements, in the caller's transaction; `false` if there
+/// was no such item (and then no event).
+async fn delete_item(
+    tx: &deadpool_postgres::Transaction<'_>,
+    steps: &Steps,
+    id: u64,
+) -> Result<bool, StoreError> {
+    let Ok(id) = i64::try_from(id) else {
+        return Ok(false);
+    };
+    // A second instance deleting the same item waits here for the row
+    // lock, then finds it gone: a 404, not a second event.
+    if tx
+        .execute("DELETE FROM items WHERE id = $1", &[&id])
+        .await?
+        == 0
+    {
+        return Ok(false);
+    }
+    steps.check()?;
+    tx.execute(
+        "INSERT INTO item_events (item_id, op, at) VALUES ($1, 'delete', $2)",
+        &[&id, &to_sql(unix_now())],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// The advisory lock that marks `key` as being written: the first eight
+/// bytes of a SHA-256 of it, after a prefix of our own. Two keys sharing a
+/// lock would only make one of them wait its turn (a `409` while the
+/// other is written), and a 64-bit hash makes even that a curiosity.
+fn key_lock(key: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"lameduck idempotency key\0")
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+fn key_row_from_row(row: &Row) -> KeyRow {
+    KeyRow {
+        fingerprint: row.get(0),
+        response: StoredResponse {
+            status: row.get::<_, i16>(1).max(0) as u16,
+            location: row.get(2),
+            body: row.get(3),
+        },
+        expires_ms: row.get::<_, i64>(4).max(0) as u64,
     }
 }
 

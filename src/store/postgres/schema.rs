@@ -52,6 +52,18 @@ const MIGRATIONS: &[&str] = &[
         at      BIGINT NOT NULL
     );
     CREATE INDEX item_events_item ON item_events (item_id);",
+    // 2: idempotency keys (`store::once`), as in SQLite: each written in
+    // the same transaction as its write, with the response that write got.
+    "CREATE TABLE idempotency_keys (
+        key         TEXT     PRIMARY KEY CHECK (char_length(key) BETWEEN 1 AND 255),
+        fingerprint BYTEA    NOT NULL,
+        status      SMALLINT NOT NULL,
+        location    TEXT,
+        body        BYTEA    NOT NULL,
+        created_ms  BIGINT   NOT NULL,
+        expires_ms  BIGINT   NOT NULL
+    );
+    CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_ms);",
 ];
 
 /// The schema version this build writes.
