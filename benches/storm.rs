@@ -6,6 +6,7 @@
 //! cargo bench --bench storm                      # burst, storm rows, rebalancing: a few minutes
 //! cargo bench --bench storm -- --quick           # tiny counts, seconds
 //! cargo bench --bench storm -- --only storm --clients 10000 --spreads 0s,250ms,1s --restarts 3
+//! cargo bench --bench storm -- --only storm --flags '--drain-spread-burst 200'
 //! cargo bench --bench storm -- --only burst|storm|rebalance --json out.json
 //! ```
 //!
@@ -104,6 +105,8 @@ pub struct Options {
     pub age_grace: Duration,
     pub bin: PathBuf,
     pub json: Option<PathBuf>,
+    /// More lameduck flags for the storm rows (`--flags '--drain-spread-burst 200'`).
+    pub flags: Vec<String>,
 }
 
 impl Options {
@@ -122,6 +125,7 @@ impl Options {
             age_grace: Duration::from_secs(5),
             bin: default_bin(),
             json: None,
+            flags: Vec::new(),
         }
     }
 
@@ -142,7 +146,8 @@ impl Options {
 
     /// `--quick`, `--only PART`, `--clients N`, `--restarts N`, `--spreads
     /// A,B`, `--bursts N,M`, `--backlogs N,M`, `--rebalance-clients N`,
-    /// `--age D`, `--age-grace D`, `--bin PATH`, `--json PATH`. Other
+    /// `--age D`, `--age-grace D`, `--flags 'FLAGS'`, `--bin PATH`, `--json
+    /// PATH`. Other
     /// arguments (cargo bench adds `--bench`) are ignored.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let args: Vec<String> = args.into_iter().collect();
@@ -199,6 +204,9 @@ impl Options {
                 "--age-grace" => opts.age_grace = duration(&value(&arg)?, &arg)?,
                 "--bin" => opts.bin = PathBuf::from(value(&arg)?),
                 "--json" => opts.json = Some(PathBuf::from(value(&arg)?)),
+                "--flags" => {
+                    opts.flags = value(&arg)?.split_whitespace().map(str::to_owned).collect()
+                }
                 _ => {}
             }
         }
@@ -335,7 +343,11 @@ fn raise_nofile() -> u64 {
 fn storm_row(rt: &Runtime, opts: &Options, method: &str, spread: &str) -> StormRow {
     let backlog = default_flags().backlog;
     let mut row = StormRow {
-        name: format!("storm_{method}_spread{spread}_c{}", opts.clients),
+        name: format!(
+            "storm_{method}_spread{spread}_c{}{}",
+            opts.clients,
+            opts.flags.concat()
+        ),
         clients: opts.clients,
         spread: spread.to_owned(),
         backlog,
@@ -361,6 +373,7 @@ fn storm_row(rt: &Runtime, opts: &Options, method: &str, spread: &str) -> StormR
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(opts.flags.iter().cloned())
     .collect();
     let started = match method {
         "inplace" => Servers::in_place(&opts.bin, &args),
