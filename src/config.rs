@@ -71,8 +71,9 @@ pub struct Config {
     /// When the drain begins, each connection is told to go at its own
     /// instant within a window instead of all at once, so that their
     /// clients do not all reconnect in the same millisecond (see
-    /// [`crate::shutdown::spread`]): the window is the goodbyes at
-    /// `drain_spread_rate` a second, at most this. Zero: all at once.
+    /// [`crate::shutdown::spread`]): `drain_spread_burst` of them at once,
+    /// the rest at `drain_spread_rate` a second, in at most this. Zero:
+    /// all at once.
     /// Shorter than `shutdown_timeout`. Go: none (Envoy's
     /// `--drain-strategy gradual`, HAProxy's `close-spread-time`).
     pub drain_spread: Duration,
