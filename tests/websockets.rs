@@ -186,6 +186,12 @@ fn a_new_websocket_in_the_lame_duck_gets_503_while_open_ones_keep_working() {
         .log()
         .wait_for_nth("phase=\"lame_duck\"", 1, STEP)
         .expect("the lame duck begins");
+    // Hooks are told, not awaited: the refusal holds once the hub's hook
+    // has run, which it says.
+    server
+        .log()
+        .wait_for_nth("hook=\"websocket hub\"", 1, STEP)
+        .expect("the hub's hook runs");
 
     let (_, refused) = rt.block_on(websocket::handshake(addr, "/api/ws"));
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
