@@ -177,6 +177,8 @@ pub struct Cli {
     /// Log one line per request (target `access`): method, path, status,
     /// duration, response bytes, peer and protocol, written when the
     /// request ends. Off by default; when off it costs one branch per request.
+    /// Lines never block serving: if stderr is not read, lines beyond a
+    /// queue of 4096 are dropped and counted (lameduck_log_lines_dropped_total).
     #[arg(long, env = "LAMEDUCK_ACCESS_LOG", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = BoolishValueParser::new(), hide_possible_values = true, value_name = "BOOL")]
     pub access_log: bool,
 

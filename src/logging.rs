@@ -5,6 +5,11 @@
 //! `outcome="drained"`, in `json` each is a key of the line's object, so a
 //! log collector can filter on them without parsing strings.
 //!
+//! Every line goes through [`lameduck::process::log_writer`]'s bounded
+//! queue, never straight to stderr: a log reader that stalls costs dropped
+//! (and counted) lines, not a server that stops serving. [`init`] returns
+//! the [`Flush`] that `main` calls at exit.
+//!
 //! A `RUST_LOG` that cannot be read is a start-up error, not a silent
 //! fall-back to `info`: an operator who asked for `debug` and got `info`
 //! would learn it only when the lines they needed were missing.
@@ -12,6 +17,7 @@
 use std::io::IsTerminal;
 
 use lameduck::cli::LogFormat;
+use lameduck::process::log_writer::{self, Flush};
 use tracing_subscriber::EnvFilter;
 
 /// What is logged when `RUST_LOG` is unset or empty.
@@ -34,11 +40,13 @@ pub fn filter_from_env() -> Result<EnvFilter, String> {
 }
 
 /// Installs the global subscriber: `filter` decides which lines, `format`
-/// how they are written.
-pub fn init(filter: EnvFilter, format: LogFormat) {
+/// how they are written. The returned [`Flush`] writes what is still
+/// queued, and the held report, at exit.
+pub fn init(filter: EnvFilter, format: LogFormat) -> Flush {
+    let (lines, flush) = log_writer::install();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(lines);
     match format {
         // Colours only for a person at a terminal; a file or a pipe gets
         // plain text.
@@ -49,4 +57,5 @@ pub fn init(filter: EnvFilter, format: LogFormat) {
         // collector, even when the collector is watching a terminal.
         LogFormat::Json => builder.with_ansi(false).json().flatten_event(true).init(),
     }
+    flush
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use lameduck::cli::{self, Cli};
+use lameduck::process::log_writer;
 use lameduck::process::notify::Notifier;
 use lameduck::process::{listener, signals};
 use lameduck::upgrade::{Origin, ReadySignal, Upgrader};
@@ -32,10 +33,13 @@ fn main() -> ExitCode {
     // Set only in the new process of an upgrade.
     let parent = ReadySignal::from_env();
 
+    // Set once the log is installed: from then on every line, start-up
+    // errors included, leaves through its queue and is flushed at exit.
+    let mut log = None;
     let started = (|| {
         let cli = read_command_line()?;
         let filter = logging::filter_from_env()?;
-        logging::init(filter, cli.log_format);
+        log = Some(logging::init(filter, cli.log_format));
         let inherited = inherited.map_err(context("cannot use the inherited socket"))?;
         let parent = parent.transpose().map_err(context("upgrade"))?;
         // A new process of an upgrade that binds a socket of its own would
@@ -52,10 +56,20 @@ fn main() -> ExitCode {
         runtime.shutdown_timeout(HOOKS_EXIT_WAIT);
         code
     })();
-    match started {
-        Ok(code) => ExitCode::from(code),
-        Err(msg) => startup_error(msg),
+    // Start-up failures: one line on stderr, exit code 2. The line comes
+    // after any line logged before it, and the exit waits for stderr only
+    // briefly (see `log_writer::EXIT_LOG_WAIT`): a stalled stderr must not
+    // keep a failed process, or a finished one, alive.
+    let (code, last) = match started {
+        Ok(code) => (code, None),
+        Err(msg) => (2, Some(format!("lameduck: {msg}"))),
+    };
+    match (log, last) {
+        (Some(log), last) => log.at_exit(last),
+        (None, Some(line)) => log_writer::write_bounded(line),
+        (None, None) => {}
     }
+    ExitCode::from(code)
 }
 
 /// The flags. `--help` and `--version` are printed and exit 0; a bad flag
@@ -171,9 +185,3 @@ const HOOKS_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(10
 /// How long the exit waits for the service-manager notifier to send its
 /// last message: one datagram on a local socket, so a moment is plenty.
 const NOTIFIER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Start-up failures: one line on stderr, exit code 2.
-fn startup_error(msg: String) -> ExitCode {
-    eprintln!("lameduck: {msg}");
-    ExitCode::from(2)
-}

@@ -311,6 +311,12 @@ const SERIES: &[Series] = &[
         value: |m| m.writes_during_drain.load(Relaxed),
     },
     Series {
+        name: "lameduck_log_lines_dropped_total",
+        kind: Kind::Counter,
+        help: "Log lines dropped because stderr could not keep up (its reader stalled).",
+        value: |_| crate::process::log_writer::dropped_lines(),
+    },
+    Series {
         name: "lameduck_idempotent_replays_total",
         kind: Kind::Counter,
         help: "Requests with an Idempotency-Key answered with the stored response of an earlier one, without writing.",

@@ -11,7 +11,7 @@
 //! line (target `lameduck::server::report`), for example:
 //!
 //! ```text
-//! INFO lameduck::server::report: shutdown report cause="signal" outcome="drained" lame_duck_ms=2003 lame_duck_end="cap" drain_ms=1711 force_ms=0 conns_at_drain=1 conns_drained=1 conns_aborted=0 requests_during_drain=1 refused_at_deadline=0 streams_ended=0 workers_stopped=2 workers_aborted=0 hooks_fired=1 websockets_at_drain=0 websockets_closed=0 websockets_aborted=0 spread_ms=0
+//! INFO lameduck::server::report: shutdown report cause="signal" outcome="drained" lame_duck_ms=2003 lame_duck_end="cap" drain_ms=1711 force_ms=0 conns_at_drain=1 conns_drained=1 conns_aborted=0 requests_during_drain=1 refused_at_deadline=0 streams_ended=0 workers_stopped=2 workers_aborted=0 hooks_fired=1 websockets_at_drain=0 websockets_closed=0 websockets_aborted=0 spread_ms=0 log_lines_dropped=0
 //! ```
 //!
 //! [`Outcome`] says whether anything had to be forced, and
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use crate::process::log_writer::REPORT_TARGET;
 use crate::shutdown::stop::Stop;
 
 /// How the shutdown ended.
@@ -125,6 +126,10 @@ pub struct ShutdownReport {
     /// The earliest and the latest goodbye drawn in it, after the drain's
     /// start; `None` with no window, or no goodbye drawn.
     pub goodbyes: Option<(Duration, Duration)>,
+    /// Log lines dropped since start because stderr could not keep up
+    /// (see [`crate::process::log_writer`]). This line itself is never
+    /// one of them.
+    pub log_lines_dropped: u64,
 }
 
 impl ShutdownReport {
@@ -145,7 +150,10 @@ impl ShutdownReport {
             Stop::Upgrade { new_pid } => Some(new_pid),
             Stop::Signal => None,
         };
+        // Its own target: the log writer holds this line and writes it
+        // last, after every queued one, instead of queueing it.
         info!(
+            target: REPORT_TARGET,
             cause = self.cause.name(),
             new_pid,
             outcome = self.outcome.name(),
@@ -168,6 +176,7 @@ impl ShutdownReport {
             spread_ms = self.spread.as_millis() as u64,
             first_goodbye_ms = self.goodbyes.map(|(first, _)| first.as_millis() as u64),
             last_goodbye_ms = self.goodbyes.map(|(_, last)| last.as_millis() as u64),
+            log_lines_dropped = self.log_lines_dropped,
             "shutdown report"
         );
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::process::log_writer;
 use crate::server::report::{LameDuckEnd, Outcome, ShutdownReport};
 use crate::server::tally::Tally;
 use crate::shutdown::stop::Stop;
@@ -132,6 +133,7 @@ impl Timeline {
             websockets_aborted: self.app.websockets.aborted(),
             spread: self.app.shutdown.spread().window(),
             goodbyes: self.app.shutdown.spread().drawn(),
+            log_lines_dropped: log_writer::dropped_lines(),
         }
     }
 }
