@@ -134,18 +134,25 @@ async fn dropped_in_metrics(addr: SocketAddr) -> u64 {
         .expect("a count")
 }
 
-/// Nobody ever reads the pipe: every request is answered, the drops are
-/// counted, and SIGTERM still exits 0 at once (the report is lost to the
-/// stalled pipe, which the exit waits for only briefly).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stderr_nobody_reads_does_not_stop_serving_or_the_exit() {
-    let mut bin = Unread::start();
+/// A server whose stderr nobody reads, after `REQUESTS` requests, all
+/// answered; and the lines it says it dropped (more than none).
+async fn served_into_a_stalled_pipe() -> (Unread, u64) {
+    let bin = Unread::start();
     assert_eq!(answered(bin.addr).await, REQUESTS);
     let dropped = dropped_in_metrics(bin.addr).await;
     assert!(
         dropped > 0,
         "{REQUESTS} access lines into a stalled pipe, none dropped"
     );
+    (bin, dropped)
+}
+
+/// Nobody ever reads the pipe: every request is answered, the drops are
+/// counted, and SIGTERM still exits 0 at once (the report is lost to the
+/// stalled pipe, which the exit waits for only briefly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_does_not_stop_serving_or_the_exit() {
+    let (mut bin, dropped) = served_into_a_stalled_pipe().await;
 
     bin.sigterm();
     let (code, took) = bin.exit_within(EXIT_LIMIT);
@@ -157,13 +164,7 @@ async fn a_stderr_nobody_reads_does_not_stop_serving_or_the_exit() {
 /// while the queue was full, arrives last, with the count of lines dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_survives_a_full_queue_and_counts_the_dropped_lines() {
-    let mut bin = Unread::start();
-    assert_eq!(answered(bin.addr).await, REQUESTS);
-    let dropped = dropped_in_metrics(bin.addr).await;
-    assert!(
-        dropped > 0,
-        "{REQUESTS} access lines into a stalled pipe, none dropped"
-    );
+    let (mut bin, dropped) = served_into_a_stalled_pipe().await;
 
     bin.sigterm();
     let mut stderr = bin.stderr.take().expect("stderr");
