@@ -114,8 +114,10 @@ pub struct Cli {
 
     /// At the deadline, how long to wait for the 503 answers given to
     /// requests that had not started responding, before aborting every
-    /// connection. Go has no equivalent: `Close` just drops them. At most
-    /// 1m.
+    /// connection. Go has no equivalent: `Close` just drops them. A
+    /// connection whose 503 the peer has acknowledged closes then, without
+    /// waiting for its FIN, so the exit follows the last acknowledgement;
+    /// this grace bounds only a peer that stopped reading. At most 1m.
     #[arg(long, env = "LAMEDUCK_FORCE_GRACE", default_value = "1s", value_parser = duration_in(Duration::ZERO, MAX_GRACE))]
     pub force_grace: Duration,
 

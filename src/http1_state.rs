@@ -63,7 +63,7 @@ pub struct ConnState {
     /// [`UNSTAMPED`] until someone asks. One word, so each step is one
     /// store.
     word: AtomicU64,
-    /// [`CLIENT_CLOSES`] and [`NO_LINGER`].
+    /// [`CLIENT_CLOSES`], [`NO_LINGER`] and [`PAST_DEADLINE`].
     flags: AtomicU8,
     /// The socket's descriptor, to ask the kernel whether a request is
     /// already waiting before the connection is closed as idle
@@ -88,6 +88,10 @@ const CLIENT_CLOSES: u8 = 1;
 /// The drain closed this connection idle: no response is on its way, so
 /// there is nothing for a linger to protect.
 const NO_LINGER: u8 = 2;
+/// The shutdown deadline has passed: once the last response is
+/// acknowledged the close need not wait for the client's FIN, because the
+/// exit (which the service manager's kill timer is counting) would.
+const PAST_DEADLINE: u8 = 4;
 
 impl ConnState {
     /// A connection accepted at `accepted_at`, waiting for its first head
@@ -165,6 +169,33 @@ impl ConnState {
     /// [`CLIENT_CLOSES`].
     pub fn client_closes(&self) -> bool {
         self.flags.load(Relaxed) & CLIENT_CLOSES != 0
+    }
+
+    /// Whether the deadline had passed when the connection last answered;
+    /// see [`PAST_DEADLINE`].
+    pub fn past_deadline(&self) -> bool {
+        self.flags.load(Relaxed) & PAST_DEADLINE != 0
+    }
+
+    /// The shutdown deadline has passed: the close waits for the
+    /// acknowledgement of what was sent, not for the client's FIN.
+    pub fn deadline_passed(&self) {
+        self.flags.fetch_or(PAST_DEADLINE, Relaxed);
+    }
+
+    /// True if the peer has acknowledged every byte written to the socket
+    /// (`SIOCOUTQ`, the send queue's unacknowledged bytes, is 0); false
+    /// while some are still on their way, or if it cannot be told (an IO
+    /// that is not a socket).
+    pub fn all_acked(&self) -> bool {
+        if self.socket < 0 {
+            return false;
+        }
+        let mut unacked: libc::c_int = 0;
+        // SAFETY: `socket` is the connection's open descriptor (see the
+        // field), and SIOCOUTQ (TIOCOUTQ on Linux) writes one int.
+        let rc = unsafe { libc::ioctl(self.socket, libc::TIOCOUTQ, &mut unacked) };
+        rc == 0 && unacked == 0
     }
 
     /// The drain closes this idle connection: no linger.

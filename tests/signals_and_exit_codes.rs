@@ -109,6 +109,85 @@ async fn the_deadline_forces_the_close_with_code_1() {
     );
 }
 
+/// The deadline is the deadline: a client that reads its 503 and keeps
+/// its socket open does not hold the exit for its FIN (which would be the
+/// lingering close's second) or for `--force-grace`. Once the peer has
+/// acknowledged the 503, the connection closes and the process exits.
+#[tokio::test]
+async fn the_exit_follows_the_acknowledged_503_not_the_force_grace() {
+    let mut bin = Binary::start(&["--shutdown-timeout", "1s", "--force-grace", "5s"]);
+    let mut conn = http::connect(bin.addr).await;
+    http::send_get(&mut conn, "/api/slow?ms=60000").await;
+    wait_for_in_flight(bin.addr).await;
+
+    bin.signal(libc::SIGTERM);
+    let res = http::read_response(&mut conn)
+        .await
+        .expect("a 503, not a reset");
+    let answered = Instant::now();
+    assert_eq!((res.status, res.closes()), (503, true));
+    // `conn` stays open, unread and unclosed, until the end of the test.
+    assert_eq!(bin.exit_code_within(EXIT), 1);
+    let after = answered.elapsed();
+    assert!(
+        after < Duration::from_millis(300),
+        "exit {after:?} after the 503; logs: {:#?}",
+        bin.logs()
+    );
+    drop(conn);
+}
+
+/// A peer that stopped reading never acknowledges its 503: then
+/// `--force-grace` is the bound, and the exit comes at the deadline plus
+/// the grace (not a lingering close's second after the 503, not never).
+/// The client's receive window is shut by a first answer it never reads,
+/// so the 503 after it stays in the server's send queue.
+#[tokio::test]
+async fn a_peer_that_stopped_reading_holds_the_exit_for_the_force_grace_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut bin = Binary::start(&["--shutdown-timeout", "1s", "--force-grace", "3s"]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // The kernel's smallest receive buffer: a few KiB fill it.
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stuck = socket.connect(bin.addr).await.unwrap();
+    stuck
+        .write_all(
+            b"GET /api/download?bytes=60000&seed=1 HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /api/slow?ms=60000 HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    wait_for_in_flight(bin.addr).await;
+
+    let signalled = Instant::now();
+    bin.signal(libc::SIGTERM);
+    assert_eq!(bin.exit_code_within(EXIT), 1);
+    let took = signalled.elapsed();
+    // The deadline (1 s) plus the grace (3 s), with room below for the
+    // timers' rounding; far above a second after the deadline.
+    assert!(
+        took >= Duration::from_millis(3_800),
+        "exit {took:?} after SIGTERM, before the grace ended"
+    );
+    let report = bin.wait_for_log("shutdown report", EXIT);
+    assert!(report.contains("conns_aborted=1"), "{report}");
+    // The abort closed the socket with nothing unread, so no reset: the
+    // kernel still delivers what was queued. The peer reads again and
+    // gets both answers, the 503 last.
+    let mut got = Vec::new();
+    tokio::time::timeout(EXIT, stuck.read_to_end(&mut got))
+        .await
+        .expect("the queued answers arrive")
+        .expect("no reset");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{}", &text[..80]);
+    assert!(
+        text.contains("HTTP/1.1 503 Service Unavailable"),
+        "{} bytes, no 503",
+        got.len()
+    );
+}
+
 /// Start-up errors exit 2 with one line on stderr: a bad flag, and an
 /// address already in use.
 #[test]

@@ -46,7 +46,6 @@ use tokio::time::Sleep;
 use crate::conn::keepalive_grace;
 use crate::http1_state::{Activity, ConnState};
 use crate::shutdown::ShutdownState;
-use crate::shutdown::spread::Spread;
 use crate::shutdown::token_wait::TokenWait;
 
 /// The three durations, from the server's configuration.
@@ -84,10 +83,10 @@ pin_project_lite::pin_project! {
         #[pin]
         drain: TokenWait<'a>,
         state: &'a ConnState,
-        // When this connection's goodbye is due (`--drain-spread`): an
-        // idle connection closes at its own instant, not with all the
-        // others.
-        spread: &'a Spread,
+        // Its spread (`--drain-spread`: an idle connection closes at its
+        // own instant, not with all the others) and its deadline (past
+        // it, a close waits for acknowledgements only: `lingering_close`).
+        shutdown: &'a ShutdownState,
         timeouts: &'a Timeouts,
         // The one timer; made when the connection first has a deadline
         // it has not met at once (a connection closed after its first
@@ -113,7 +112,7 @@ impl<'a, C> Http1Deadlines<'a, C> {
             conn,
             drain: shutdown.closing(),
             state,
-            spread: shutdown.spread(),
+            shutdown,
             timeouts,
             timer: None,
             draining: false,
@@ -135,6 +134,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
+            // Past the deadline (only asked in the drain), the answer
+            // hyper writes next is the last, and its close should not
+            // wait for the client's FIN: tell the state before hyper
+            // closes.
+            if *this.draining && this.shutdown.is_past_deadline() {
+                this.state.deadline_passed();
+            }
             if let Poll::Ready(res) = this.conn.as_mut().poll(cx) {
                 return Poll::Ready(res);
             }
@@ -176,7 +182,7 @@ where
                 // Its own instant in the spread window (the state's
                 // address names the connection: the same instant each
                 // time it asks), and never before its grace.
-                && let end = end.max(this.spread.instant_for(*this.state as *const ConnState as u64))
+                && let end = end.max(this.shutdown.spread().instant_for(*this.state as *const ConnState as u64))
                 && end < due.0
             {
                 due = (end, Ends::Grace);

@@ -103,8 +103,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
         let how = match &this.state {
             Some(state) if !state.lingers() => Close::Now,
             Some(state) if state.client_closes() => Close::UnlessUnread,
+            Some(state) if state.past_deadline() => Close::OnceAcked,
             _ => Close::Linger,
         };
-        this.close.poll_close(&mut this.inner, how, cx)
+        let state = &this.state;
+        let acked = || state.as_ref().is_some_and(|s| s.all_acked());
+        this.close.poll_close(&mut this.inner, how, acked, cx)
     }
 }

@@ -38,7 +38,20 @@
 //!   linger. This is every connection of a `Connection: close` client,
 //!   which would otherwise wait a round trip, a timer and a wake-up more
 //!   per connection than it needs (like nginx, which lingers only when
-//!   "the client may be sending more data").
+//!   "the client may be sending more data");
+//! * past the shutdown deadline ([`Close::OnceAcked`]) the exit is waiting,
+//!   and the service manager's kill timer with it: the close waits only
+//!   until the peer has acknowledged every byte sent (`SIOCOUTQ` is 0)
+//!   with nothing unread, then closes without its FIN. A peer that stopped
+//!   reading never acknowledges; `--force-grace`'s abort bounds it, not
+//!   [`LINGER_TIME`].
+//!
+//! Before the deadline the linger stays as it is, for keep-alive clients:
+//! an acknowledgement says the response reached the client's kernel, not
+//! its reader, and a request the client sends after our close would meet
+//! a reset that can destroy that unread response. There is time for the
+//! FIN then; past the deadline there is not, and the 503 it carries says
+//! `Connection: close`, so a well-behaved client sends nothing more.
 
 use std::io;
 use std::pin::Pin;
@@ -67,7 +80,16 @@ pub enum Close {
     UnlessUnread,
     /// The FIN, then the linger.
     Linger,
+    /// Past the deadline: the FIN, then wait only for the peer's
+    /// acknowledgement of everything sent.
+    OnceAcked,
 }
+
+/// How often a close past the deadline asks the kernel whether the peer
+/// has acknowledged everything: an acknowledgement wakes no one, so it is
+/// polled. A loopback peer acknowledges within this; a distant one within
+/// a round trip, a few polls.
+pub const ACK_POLL: Duration = Duration::from_millis(5);
 
 /// Where a connection's close is. An open connection carries only the
 /// `Open` tag: the timer is boxed, and made only if the client has not
@@ -79,9 +101,12 @@ pub enum Linger {
     #[default]
     Open,
     /// The FIN is sent; reading until the client's, or a bound.
+    /// `how` is the one chosen at the FIN: a connection the drain later
+    /// calls idle (`Close::Now`) does not change a close already under way.
     Lingering {
         until: Option<Pin<Box<Sleep>>>,
         discarded: u32,
+        how: Close,
     },
     /// Done.
     Closed,
@@ -91,10 +116,13 @@ impl Linger {
     /// `poll_shutdown` for `io`: the FIN, then, as `how` says, the read
     /// until the client's FIN or a bound. Resolves once the socket may be
     /// closed without a reset.
+    /// `acked` tells whether the peer has acknowledged everything sent
+    /// (for [`Close::OnceAcked`]).
     pub fn poll_close<T: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         io: &mut T,
         how: Close,
+        acked: impl Fn() -> bool,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
@@ -108,10 +136,16 @@ impl Linger {
                         Linger::Lingering {
                             until: None,
                             discarded: 0,
+                            how,
                         }
                     };
                 }
-                Linger::Lingering { until, discarded } => {
+                Linger::Lingering {
+                    until,
+                    discarded,
+                    how,
+                } => {
+                    let how = *how;
                     // Step 2: drain the receive buffer until the client's
                     // FIN, so the socket closes with nothing unread.
                     let mut scrap = [0u8; 2048];
@@ -129,6 +163,19 @@ impl Linger {
                         // Nothing unread, from a client that sends
                         // nothing more: close now.
                         Poll::Pending if how == Close::UnlessUnread && *discarded == 0 => {}
+                        // Past the deadline, nothing unread: close once
+                        // the peer has everything, asking again each
+                        // `ACK_POLL`.
+                        Poll::Pending if how == Close::OnceAcked => {
+                            if !acked() {
+                                let until = until
+                                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(ACK_POLL)));
+                                ready!(until.as_mut().poll(cx));
+                                let next = tokio::time::Instant::now() + ACK_POLL;
+                                until.as_mut().reset(next);
+                                continue;
+                            }
+                        }
                         Poll::Pending => {
                             let until = until
                                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));
