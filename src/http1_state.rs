@@ -183,19 +183,20 @@ impl ConnState {
         self.flags.fetch_or(PAST_DEADLINE, Relaxed);
     }
 
-    /// True if the peer has acknowledged every byte written to the socket
-    /// (`SIOCOUTQ`, the send queue's unacknowledged bytes, is 0); false
-    /// while some are still on their way, or if it cannot be told (an IO
-    /// that is not a socket).
+    /// True unless bytes written to the socket still wait for the peer's
+    /// acknowledgement (`SIOCOUTQ`, the send queue's unacknowledged bytes,
+    /// is above 0). An IO that is not a socket (the fuzz harness's), or a
+    /// socket the kernel cannot answer for, has nothing to wait for: a
+    /// close must not wait on a question with no answer.
     pub fn all_acked(&self) -> bool {
         if self.socket < 0 {
-            return false;
+            return true;
         }
         let mut unacked: libc::c_int = 0;
         // SAFETY: `socket` is the connection's open descriptor (see the
         // field), and SIOCOUTQ (TIOCOUTQ on Linux) writes one int.
         let rc = unsafe { libc::ioctl(self.socket, libc::TIOCOUTQ, &mut unacked) };
-        rc == 0 && unacked == 0
+        rc != 0 || unacked == 0
     }
 
     /// The drain closes this idle connection: no linger.

@@ -107,7 +107,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
             _ => Close::Linger,
         };
         let state = &this.state;
-        let acked = || state.as_ref().is_some_and(|s| s.all_acked());
+        let acked = || state.as_ref().is_none_or(|s| s.all_acked());
         this.close.poll_close(&mut this.inner, how, acked, cx)
     }
 }
