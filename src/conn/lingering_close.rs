@@ -42,7 +42,7 @@
 //! * past the shutdown deadline ([`Close::OnceAcked`]) the exit is waiting,
 //!   and the service manager's kill timer with it: the close waits only
 //!   until the peer has acknowledged every byte sent (`SIOCOUTQ` is 0)
-//!   with nothing unread, then closes without its FIN. A peer that stopped
+//!   with nothing unread, then closes without waiting for the client's FIN. A peer that stopped
 //!   reading never acknowledges; `--force-grace`'s abort bounds it, not
 //!   [`LINGER_TIME`].
 //!
@@ -100,7 +100,10 @@ pub enum Linger {
     /// Not closing.
     #[default]
     Open,
-    /// The FIN is sent; reading until the client's, or a bound.
+    /// The FIN is sent; reading until the client's, or a bound. `until`
+    /// is that bound's timer, or for [`Close::OnceAcked`] the next
+    /// `ACK_POLL`.
+    ///
     /// `how` is the one chosen at the FIN: a connection the drain later
     /// calls idle (`Close::Now`) does not change a close already under way.
     Lingering {
@@ -116,6 +119,7 @@ impl Linger {
     /// `poll_shutdown` for `io`: the FIN, then, as `how` says, the read
     /// until the client's FIN or a bound. Resolves once the socket may be
     /// closed without a reset.
+    ///
     /// `acked` tells whether the peer has acknowledged everything sent
     /// (for [`Close::OnceAcked`]).
     pub fn poll_close<T: AsyncRead + AsyncWrite + Unpin>(
