@@ -317,6 +317,12 @@ const SERIES: &[Series] = &[
         value: |_| crate::process::log_writer::dropped_lines(),
     },
     Series {
+        name: "lameduck_h2_streams_stalled_total",
+        kind: Kind::Counter,
+        help: "HTTP/2 streams reset because the client kept its flow-control window shut for the write-stall limit (--request-timeout).",
+        value: |_| crate::conn::h2_stall::streams_stalled(),
+    },
+    Series {
         name: "lameduck_idempotent_replays_total",
         kind: Kind::Counter,
         help: "Requests with an Idempotency-Key answered with the stored response of an earlier one, without writing.",

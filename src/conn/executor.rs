@@ -10,14 +10,20 @@
 //!
 //! Each HTTP/2 connection gets its own copy with a [`StreamCount`], so
 //! that the connection can tell when it is idle (see [`crate::conn::h2_idle`]).
+//!
+//! Each stream also runs under the write-stall limit: a stream whose
+//! client keeps its window shut for that long is reset (see
+//! [`crate::conn::h2_stall`]).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::h2_idle::StreamCount;
+use crate::conn::h2_stall::Watched;
 
 /// hyper's executor for HTTP/2 streams: tracked and forcibly cancellable.
 #[derive(Debug, Clone)]
@@ -26,16 +32,21 @@ pub struct StreamExecutor {
     force: CancellationToken,
     /// The streams of one connection, if this copy belongs to one.
     count: Option<Arc<StreamCount>>,
+    /// The write-stall limit (`--request-timeout`): how long a stream's
+    /// response may wait for the client's window.
+    stall_limit: Duration,
 }
 
 impl StreamExecutor {
-    /// Streams spawned here are counted by `tracker` and stop when `force`
-    /// is cancelled.
-    pub fn new(tracker: TaskTracker, force: CancellationToken) -> Self {
+    /// Streams spawned here are counted by `tracker`, stop when `force`
+    /// is cancelled, and are reset once their response has waited for the
+    /// client's window for `stall_limit`.
+    pub fn new(tracker: TaskTracker, force: CancellationToken, stall_limit: Duration) -> Self {
         StreamExecutor {
             tracker,
             force,
             count: None,
+            stall_limit,
         }
     }
 
@@ -55,6 +66,7 @@ where
     fn execute(&self, fut: F) {
         let force = self.force.clone();
         let open = self.count.clone().map(StreamCount::open);
+        let fut = Watched::new(fut, self.stall_limit);
         // Reaped by the tracker: the drain waits for `tracker` to be empty.
         self.tracker.spawn(async move {
             // Counts the stream as open until this task ends, however.

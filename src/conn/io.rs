@@ -23,19 +23,20 @@ use crate::conn::lingering_close::{Close, Linger};
 use crate::http1_state::ConnState;
 
 /// The connection's IO as hyper sees it: first the bytes the protocol sniff
-/// already read (`prefix`), then the socket. `state` is `None` for HTTP/2,
-/// whose connections have no such phases.
+/// already read (`prefix`), then the socket, in the connection's `state`
+/// (an HTTP/2 connection's only ever says whether the shutdown deadline
+/// has passed: it has no HTTP/1 phases).
 #[derive(Debug)]
 pub struct ConnIo<T> {
     inner: T,
     prefix: Bytes,
-    state: Option<Arc<ConnState>>,
+    state: Arc<ConnState>,
     close: Linger,
 }
 
 impl<T> ConnIo<T> {
     /// Wraps `inner`; `prefix` is replayed before anything is read from it.
-    pub fn new(inner: T, prefix: Bytes, state: Option<Arc<ConnState>>) -> Self {
+    pub fn new(inner: T, prefix: Bytes, state: Arc<ConnState>) -> Self {
         ConnIo {
             inner,
             prefix,
@@ -64,10 +65,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
         }
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Some(state) = &self.state
-            && buf.filled().len() > before
-        {
-            state.bytes_arrived();
+        if buf.filled().len() > before {
+            self.state.bytes_arrived();
         }
         res
     }
@@ -100,14 +99,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let how = match &this.state {
-            Some(state) if !state.lingers() => Close::Now,
-            Some(state) if state.client_closes() => Close::UnlessUnread,
-            Some(state) if state.past_deadline() => Close::OnceAcked,
-            _ => Close::Linger,
-        };
         let state = &this.state;
-        let acked = || state.as_ref().is_none_or(|s| s.all_acked());
+        let how = if !state.lingers() {
+            Close::Now
+        } else if state.client_closes() {
+            Close::UnlessUnread
+        } else if state.past_deadline() {
+            Close::OnceAcked
+        } else {
+            Close::Linger
+        };
+        let acked = || state.all_acked();
         this.close.poll_close(&mut this.inner, how, acked, cx)
     }
 }

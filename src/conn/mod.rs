@@ -44,6 +44,8 @@
 
 pub(crate) mod executor;
 pub(crate) mod h2_idle;
+pub(crate) mod h2_limits;
+pub(crate) mod h2_stall;
 pub(crate) mod http1_deadlines;
 pub(crate) mod io;
 pub(crate) mod keepalive_grace;
@@ -60,7 +62,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tracing::debug;
 
@@ -73,6 +75,7 @@ use crate::conn::limit::ConnLimit;
 use crate::conn::write_stall::WriteStall;
 use crate::http1_state::ConnState;
 use crate::service::{self, Service};
+use crate::shutdown::ShutdownState;
 
 /// The client preface every HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -135,11 +138,9 @@ impl ConnectionConfig {
     /// builder's type and value; HTTP/2 connections are long-lived, so this
     /// is not on the churn path.
     fn http2(&self, streams: Arc<StreamCount>) -> http2::Builder<StreamExecutor> {
-        let mut h2 = http2::Builder::new(self.executor.counting(streams));
-        // A timer for HTTP/2 keep-alive pings and hyper's internal waits.
-        h2.timer(TokioTimer::new())
-            .max_header_list_size(self.max_header_list);
-        h2
+        // The limits on what one client can make the server hold: see
+        // `h2_limits`.
+        h2_limits::builder(self.executor.counting(streams), self.max_header_list)
     }
 
     /// The shared application state.
@@ -218,7 +219,9 @@ async fn serve_task<T>(
         }
         Protocol::Http2 => {
             let service = Service::http2(&cfg.app, peer);
-            let io = TokioIo::new(ConnIo::new(stall_limited(io, &cfg), prefix, None));
+            // The state only tells the close whether the deadline has
+            // passed (an HTTP/2 connection has no HTTP/1 phases).
+            let io = TokioIo::new(ConnIo::new(stall_limited(io, &cfg), prefix, state.clone()));
             let streams = StreamCount::new();
             let h2 = cfg.http2(streams.clone());
             let conn = h2.serve_connection(io, service);
@@ -244,7 +247,7 @@ async fn serve_task<T>(
             };
             let (grace, idle) = (cfg.timeouts.max_age_grace, cfg.timeouts.idle);
             let streams = &streams;
-            Box::pin(async move {
+            let served = Box::pin(async move {
                 let served = h2_idle::serve(conn, drain, streams, idle);
                 match aged {
                     Some(at) => tokio::time::timeout_at((at + grace).into(), served)
@@ -252,8 +255,8 @@ async fn serve_task<T>(
                         .unwrap_or(Ok(())),
                     None => served.await,
                 }
-            })
-            .await
+            });
+            marking_the_deadline(served, &cfg.app.shutdown, &state).await
         }
     };
     if let Err(e) = result {
@@ -261,6 +264,24 @@ async fn serve_task<T>(
         // is the server's problem, so it is not a warning.
         debug!(error = %e, ?protocol, "connection ended with an error");
     }
+}
+
+/// `served`, with `state` marked once the shutdown deadline passes, so
+/// that the connection's close then waits only for the peer's
+/// acknowledgement of the last frames (its 503s and GOAWAY), not for its
+/// FIN (`lingering_close`). HTTP/1 marks its state in `http1_deadlines`,
+/// as it answers.
+async fn marking_the_deadline<F: Future>(
+    served: F,
+    shutdown: &ShutdownState,
+    state: &ConnState,
+) -> F::Output {
+    let mut served = std::pin::pin!(served);
+    tokio::select! {
+        out = &mut served => return out,
+        _ = shutdown.past_deadline() => state.deadline_passed(),
+    }
+    served.await
 }
 
 /// The sniff, bounded by the first head's deadline (`by`). `None` if the
@@ -308,11 +329,7 @@ where
     let service = Service::http1(&cfg.app, peer, state);
     // Tells the state when a head begins, and lingers on close so that no
     // reset destroys a response: see `lingering_close`.
-    let io = TokioIo::new(ConnIo::new(
-        stall_limited(io, cfg),
-        prefix,
-        Some(state.clone()),
-    ));
+    let io = TokioIo::new(ConnIo::new(stall_limited(io, cfg), prefix, state.clone()));
     if cfg.app.shutdown.is_draining() {
         // The drain has already begun: serve the request we already hold
         // in `prefix`, and close (Go does the same for connections still

@@ -85,7 +85,11 @@ pub fn api_requests(input: &[u8]) {
     }
     run_paused(async move {
         let app = Arc::new(App::new(fuzz_config(), Arc::new(MemoryStore::new())));
-        let executor = StreamExecutor::new(TaskTracker::new(), CancellationToken::new());
+        let executor = StreamExecutor::new(
+            TaskTracker::new(),
+            CancellationToken::new(),
+            app.config.request_timeout,
+        );
         let api = Api {
             cfg: Arc::new(ConnectionConfig::new(app, executor)),
         };

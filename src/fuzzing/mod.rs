@@ -177,7 +177,11 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         // HTTP/2 streams run outside the connection task (see
         // `executor`); tracked so the run can wait for them too.
         let streams = TaskTracker::new();
-        let executor = StreamExecutor::new(streams.clone(), CancellationToken::new());
+        let executor = StreamExecutor::new(
+            streams.clone(),
+            CancellationToken::new(),
+            app.config.request_timeout,
+        );
         let cfg = Arc::new(ConnectionConfig::new(app.clone(), executor));
         // The script's shutdown step asks for the signal; it is sent here,
         // between two polls of the connection, so that the connection

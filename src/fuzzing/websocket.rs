@@ -210,7 +210,11 @@ fn serve_upgraded(client: &[u8], script: Script, setup: Setup) -> Run {
                 .expect("the memory store takes an item");
         }
         let app = Arc::new(App::new(websocket_config(), store));
-        let executor = StreamExecutor::new(TaskTracker::new(), CancellationToken::new());
+        let executor = StreamExecutor::new(
+            TaskTracker::new(),
+            CancellationToken::new(),
+            app.config.request_timeout,
+        );
         let cfg = Arc::new(ConnectionConfig::new(app.clone(), executor));
         let io = MockIo::new(client, script, shared.clone());
         let conn = conn::serve(io, Instant::now(), None, cfg);

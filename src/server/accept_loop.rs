@@ -53,7 +53,11 @@ impl Acceptor {
     /// An accept loop over `listener`, serving `app`.
     pub fn new(listener: TcpListener, app: Arc<App>) -> Self {
         let streams = TaskTracker::new();
-        let executor = StreamExecutor::new(streams.clone(), app.shutdown.abort_streams_token());
+        let executor = StreamExecutor::new(
+            streams.clone(),
+            app.shutdown.abort_streams_token(),
+            app.config.request_timeout,
+        );
         Acceptor {
             listener,
             backoff: AcceptBackoff::default(),

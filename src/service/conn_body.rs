@@ -5,12 +5,17 @@
 //! written until the next request's first byte (`http1_state`). hyper
 //! says neither, but it drops a response's body as soon as the body is
 //! done: so the body carries a [`ResponseDone`], whose drop makes the
-//! connection idle. One `Arc` clone per request; HTTP/2 streams carry
-//! none.
+//! connection idle. One `Arc` clone per request.
+//!
+//! An HTTP/2 stream's body carries its stream's [`SendWait`] instead,
+//! and tells it whether the response now waits for the client's window
+//! (a chunk was just handed over) or for the server (the body is
+//! `Pending`): see `conn::h2_stall`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -18,6 +23,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Response, header};
 
 use super::{ResponseFuture, ServiceBody};
+use crate::conn::h2_stall::SendWait;
 use crate::http1_state::ResponseDone;
 
 pin_project_lite::pin_project! {
@@ -53,8 +59,19 @@ impl Future for Answer {
                 header::HeaderValue::from_static("close"),
             );
         }
-        let done = this.done.take();
-        Poll::Ready(Ok(res.map(|body| ConnBody { body, done })))
+        let marker = match this.done.take() {
+            Some(done) => Marker::Written(done),
+            // An HTTP/2 stream (or the fuzz harness's HTTP/1): until hyper
+            // asks for the first chunk, the client's window decides.
+            None => match SendWait::current() {
+                Some(wait) => {
+                    wait.waiting();
+                    Marker::Window(wait)
+                }
+                None => Marker::None,
+            },
+        };
+        Poll::Ready(Ok(res.map(|body| ConnBody { body, marker })))
     }
 }
 
@@ -64,8 +81,17 @@ pin_project_lite::pin_project! {
     pub struct ConnBody {
         #[pin]
         body: ServiceBody,
-        done: Option<ResponseDone>,
+        marker: Marker,
     }
+}
+
+/// What the body tells as it is sent.
+enum Marker {
+    /// HTTP/1: dropped with the body, the connection turns idle.
+    Written(#[allow(dead_code)] ResponseDone),
+    /// HTTP/2: whether the stream waits for the client's window.
+    Window(Arc<SendWait>),
+    None,
 }
 
 impl Body for ConnBody {
@@ -76,7 +102,18 @@ impl Body for ConnBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        let frame = this.body.poll_frame(cx);
+        if let Marker::Window(wait) = this.marker {
+            match &frame {
+                // hyper sends this chunk, and asks for the next one once
+                // the window has room.
+                Poll::Ready(Some(Ok(_))) => wait.waiting(),
+                // Nothing to send yet, or the end.
+                _ => wait.not_waiting(),
+            }
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -15,6 +15,7 @@ pub mod binary;
 pub mod contract;
 pub mod download;
 pub mod external;
+pub mod h2_raw;
 pub mod http;
 pub mod http2;
 pub mod idempotency;
