@@ -137,6 +137,60 @@ async fn the_exit_follows_the_acknowledged_503_not_the_force_grace() {
     drop(conn);
 }
 
+/// The same over HTTP/2: a stuck stream's client answers the GOAWAY's
+/// PING, reads its 503 and keeps its socket open. The close waits only for the
+/// acknowledgement of those last frames, so the exit follows the 503, as
+/// on HTTP/1.
+#[tokio::test]
+async fn the_exit_follows_the_acknowledged_503_over_http2_too() {
+    use support::h2_raw::{self, RawH2};
+    let mut bin = Binary::start(&["--shutdown-timeout", "1s", "--force-grace", "5s"]);
+    let mut conn = RawH2::connect(bin.addr, &[]).await;
+    let mut ask = h2_raw::frame(h2_raw::SETTINGS, h2_raw::ACK, 0, &[]);
+    ask.extend(h2_raw::get(1, "/api/slow?ms=60000"));
+    conn.send(&ask).await;
+    wait_for_in_flight(bin.addr).await;
+
+    bin.signal(libc::SIGTERM);
+    // Stream 1's answer, to its last frame.
+    let mut status_seen = false;
+    loop {
+        let f = conn
+            .next_frame(EXIT)
+            .await
+            .expect("the 503, not the end of the connection");
+        if f.kind == h2_raw::PING && f.flags & h2_raw::ACK == 0 {
+            // The GOAWAY's PING: a client answers it (hyper closes a
+            // round trip after it, once it knows the last stream).
+            conn.send(&h2_raw::frame(h2_raw::PING, h2_raw::ACK, 0, &f.payload))
+                .await;
+        }
+        if f.stream != 1 {
+            continue;
+        }
+        status_seen |= f.kind == h2_raw::HEADERS;
+        if f.flags & h2_raw::END_STREAM != 0 {
+            break;
+        }
+    }
+    let answered = Instant::now();
+    assert!(status_seen);
+    let metrics_503 = bin.wait_for_log("shutdown report", EXIT);
+    assert!(
+        metrics_503.contains("refused_at_deadline=1"),
+        "{metrics_503}"
+    );
+    // `conn` stays open, unread and unclosed, until the end of the test.
+    assert_eq!(bin.exit_code_within(EXIT), 1);
+    let after = answered.elapsed();
+    assert!(
+        after < Duration::from_millis(300),
+        "exit {after:?} after the 503; logs: {:#?}",
+        bin.logs()
+    );
+    drop(conn);
+}
+
 /// A peer that stopped reading never acknowledges its 503: then
 /// `--force-grace` is the bound, and the exit comes at the deadline plus
 /// the grace (not a lingering close's second after the 503, not never).
