@@ -144,8 +144,10 @@ pub struct Cli {
 
     /// A handler (including reading the body) that runs longer is answered
     /// 503 (408 while still reading the body) and stopped; event streams are
-    /// exempt. Go: `WriteTimeout` / the body part of `ReadTimeout`. At most
-    /// 24h.
+    /// exempt. Also the write-stall limit: a write that makes no progress
+    /// this long closes the connection, and an HTTP/2 stream whose client
+    /// keeps its window shut this long is reset. Go: `WriteTimeout` / the
+    /// body part of `ReadTimeout`. At most 24h.
     #[arg(long, env = "LAMEDUCK_REQUEST_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::ZERO, MAX_LONG_TIMEOUT))]
     pub request_timeout: Duration,
 

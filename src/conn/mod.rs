@@ -41,6 +41,34 @@
 //! | **all of the above during a drain** while five creates are mid-body at SIGTERM | the process drains and exits **0** well within `--shutdown-timeout`; all five creates get 201 | `every_hostile_client_at_once_cannot_stop_a_clean_drain` |
 //! | arbitrary bytes, chunked any way, with the shutdown signal at any read | no panic, no hang, well-formed responses, and every response written after the signal carries `Connection: close` (HTTP/2: whole frames, GOAWAY) | the fuzz targets `http1_connection` and `h2_connection` |
 //! | a valid WebSocket handshake, then arbitrary frames, chunked any way, with the shutdown signal at any read | no panic; the session ends (at the latest at the forced close); well-formed server frames, one Close with a code a server may send, 1001 (1012 after an upgrade) at the shutdown | the fuzz target `websocket_frames` |
+//!
+//! ## Floods
+//!
+//! The resource attacks of HTTP/2 (each with CVEs of its own) and of
+//! HTTP/1, with lameduck's default limits. Each is proved in
+//! `tests/floods.rs` over a real socket: the attacking connection is ended,
+//! the server's memory grows by less than 32 MiB while it lasts (about
+//! 1–4 MiB measured), and a fresh `/healthz` is answered within a second.
+//! The HTTP/2 settings and why each is set are in `h2_limits`.
+//!
+//! | attack | the bound, and where it lives | flag | what one connection can make the server hold | proved by |
+//! |---|---|---|---|---|
+//! | **Rapid Reset** (CVE-2023-44487): streams opened and reset at once | 20 streams reset before they were taken (`h2_limits::MAX_PENDING_ACCEPT_RESET_STREAMS`), then GOAWAY `ENHANCE_YOUR_CALM` and the close (h2) | — | 20 pending streams | `rapid_reset_gets_goaway_enhance_your_calm_and_healthz_keeps_answering` |
+//! | **CONTINUATION flood** (CVE-2024-27316 family): a header block that never ends | h2 counts CONTINUATION frames against what the header list can need (its size / 16 KiB, +25 %, at least 5), then GOAWAY `ENHANCE_YOUR_CALM` | `--max-header-bytes` | one header list (64 KiB) | `a_continuation_flood_gets_goaway_enhance_your_calm` |
+//! | **HPACK bomb**: a small block that decodes to a huge list | the decoded list is bounded by `--max-header-bytes` (431 on the stream); far past it, GOAWAY `ENHANCE_YOUR_CALM` ("header_list_way_too_large"); the decoder's table is 4 KiB | `--max-header-bytes` | one header list | `an_hpack_bomb_is_refused_without_being_decoded` |
+//! | **PING / SETTINGS flood** (CVE-2019-9512, -9515) | h2 holds one answer at a time and reads no further frame until it is written; a flooder that does not read its answers stops the socket, and the write-stall limit closes it (measured: 2.5 s and 3.1 s after the flood began, with `--request-timeout 2s`) | `--request-timeout` | one PING answer, one SETTINGS acknowledgement, the socket's buffers | `a_ping_flood_that_reads_nothing_is_closed_at_the_write_stall`, `a_settings_flood_that_reads_nothing_is_closed_at_the_write_stall` |
+//! | **Empty DATA frames** (CVE-2019-9518) | 100 empty frames per connection, and a budget for frames under 256 bytes, then GOAWAY `ENHANCE_YOUR_CALM` (h2) | — | nothing | `an_empty_data_frame_flood_gets_goaway_enhance_your_calm` |
+//! | **A window kept shut**: `SETTINGS_INITIAL_WINDOW_SIZE = 0`, or no `WINDOW_UPDATE`, with many streams open | a stream whose answer has waited for the window for the write-stall limit is reset (`CANCEL`): `h2_stall`; with no stream left the connection is idle, and `h2_idle` ends it with GOAWAY | `--request-timeout`, `--idle-timeout` | for at most `--request-timeout`: 100 streams × (64 KiB queued, `h2_limits::MAX_SEND_BUF`, + one body chunk, 64 KiB for a download), about 12.5 MiB | `streams_whose_window_stays_shut_are_reset_at_the_write_stall_limit` |
+//! | **Too many streams** | 100 open at once (`h2_limits::MAX_CONCURRENT_STREAMS`), advertised in SETTINGS; the rest get `REFUSED_STREAM`, safe to retry | — | 100 streams, each bounded as above | `streams_past_the_concurrency_limit_are_refused` |
+//! | **Request bodies sent ahead** | the receive window, 1 MiB per stream and per connection (`h2_limits::WINDOW`); a body is read only up to `--max-body` (413) | `--max-body` | 1 MiB | `a_body_not_received_in_time_gets_408` (the body's deadline) |
+//! | **HTTP/1 pipelining flood**, never read | hyper parses one head at a time from a read buffer of `--max-header-bytes` (at least 8 KiB) and answers in order; once the answers fill the socket the write-stall limit closes it | `--max-header-bytes`, `--request-timeout` | the read buffer and one answer | `a_pipelining_flood_that_reads_nothing_is_closed_at_the_write_stall` |
+//! | **Chunk-extension bomb** | hyper reads at most 16 KiB of chunk extensions per body: **400**, closed | — | 16 KiB | `a_chunk_extension_bomb_gets_400_and_close` |
+//! | **Trailer bomb** | hyper reads at most 16 KiB of trailers: **400**, closed | — | 16 KiB | `a_trailer_bomb_gets_400_and_close` |
+//!
+//! So with the defaults one HTTP/2 connection holds at most about 14 MiB
+//! (12.5 MiB of answers for at most `--request-timeout`, 1 MiB of request
+//! bodies, one header list), one HTTP/1 connection its buffers and one
+//! answer; `--max-connections` multiplies either.
 
 pub(crate) mod executor;
 pub(crate) mod h2_idle;
