@@ -5,6 +5,7 @@
 //! cargo bench --bench churn -- --quick           # tiny counts, seconds
 //! cargo bench --bench churn -- --json out.json   # also write the figures
 //! cargo bench --bench churn -- --only drain_idle # one phase (for a profiler)
+//! cargo bench --bench churn -- --access-log       # A logs every request
 //! ```
 //!
 //! Two servers share one Tokio runtime (threads named `bench-server`):
@@ -16,7 +17,10 @@
 //! load) and reports medians, the A/B ratio, and the spread of the rounds:
 //! on a shared, noisy machine the ratio from one run means more than any
 //! absolute number, and the spread says how much of a gap is noise. A's
-//! log goes to `target/tmp/churn-servers.log`, not into the table.
+//! log goes to `target/tmp/churn-servers.log`, not into the table, through
+//! the binary's own log writer (`process::log_writer`: a bounded queue and
+//! a writer thread); `--access-log` turns A's access log on, a line per
+//! request, to measure what it costs.
 //!
 //! | figure | what |
 //! |---|---|
@@ -86,6 +90,8 @@ pub struct Options {
     /// `drain_idle`),
     /// e.g. under a profiler.
     pub only: Option<String>,
+    /// A logs a line per request (`--access-log`).
+    pub access_log: bool,
 }
 
 impl Options {
@@ -104,6 +110,7 @@ impl Options {
             drain_rounds: 5,
             json: None,
             only: None,
+            access_log: false,
         }
     }
 
@@ -122,6 +129,7 @@ impl Options {
             drain_rounds: 1,
             json: None,
             only: None,
+            access_log: false,
         }
     }
 
@@ -140,6 +148,7 @@ impl Options {
             let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
             match arg.as_str() {
                 "--json" => opts.json = Some(PathBuf::from(value("--json")?)),
+                "--access-log" => opts.access_log = true,
                 "--rounds" => {
                     opts.rounds = value("--rounds")?
                         .parse()
@@ -216,15 +225,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The binary's writer: every line through its bounded queue and writer
+    // thread, so its cost is in A's figures.
+    let report_to = match log.try_clone() {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("churn: cannot reopen {}: {e}", log_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (lines, flush) = lameduck::process::log_writer::install_to(log, report_to);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(log))
+        .with_writer(lines)
         .init();
-    match run(&opts) {
+    let outcome = run(&opts);
+    flush.at_exit(None);
+    if opts.access_log {
+        println!(
+            "access log: {} lines dropped (the queue was full)",
+            lameduck::process::log_writer::dropped_lines()
+        );
+    }
+    match outcome {
         Ok(figures) => {
             print!("{}", figures.table());
             println!("\nserver logs: {}", log_path.display());
@@ -258,7 +285,11 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
         .enable_all()
         .build()?;
 
-    let a = server_rt.block_on(async { ServerA::start(config_a()) })?;
+    let a_config = lameduck::Config {
+        access_log: opts.access_log,
+        ..config_a()
+    };
+    let a = server_rt.block_on(async { ServerA::start(a_config) })?;
     let b = server_rt.block_on(ServerB::start())?;
 
     progress("warm-up");

@@ -70,13 +70,23 @@ pub fn dropped_lines() -> u64 {
 }
 
 /// Starts the writer thread and returns what `tracing` writes to, and what
-/// the exit must call to flush it.
+/// the exit must call to flush it. Everything goes to stderr.
 pub fn install() -> (Lines, Flush) {
+    install_to(std::io::stderr(), std::io::stderr())
+}
+
+/// [`install`], writing the queued lines to `out` and, at exit, the held
+/// report to `last` (the same file, opened twice: the churn bench logs to
+/// one).
+pub fn install_to(
+    out: impl Write + Send + 'static,
+    last: impl Write + Send + 'static,
+) -> (Lines, Flush) {
     let (queue, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("log-writer")
-        .finish(std::io::stderr());
+        .finish(out);
     // Only the first install counts: one process, one log.
     let _ = DROPPED.set(queue.error_counter());
     let held = Arc::new(Mutex::new(Vec::new()));
@@ -84,7 +94,8 @@ pub fn install() -> (Lines, Flush) {
         queue,
         held: held.clone(),
     };
-    (lines, Flush { guard, held })
+    let end = Box::new(last);
+    (lines, Flush { guard, held, end })
 }
 
 /// The `MakeWriter` for `tracing_subscriber::fmt`: the queue for every
@@ -140,6 +151,8 @@ impl Write for Line {
 pub struct Flush {
     guard: WorkerGuard,
     held: Arc<Mutex<Vec<u8>>>,
+    /// Where the held lines go (stderr for the binary).
+    end: Box<dyn Write + Send>,
 }
 
 impl Flush {
@@ -153,7 +166,11 @@ impl Flush {
     /// bound), and a write to a stalled stderr blocks for ever. A thread
     /// still blocked when the wait is over ends with the process.
     pub fn at_exit(self, last: Option<String>) {
-        let Flush { guard, held } = self;
+        let Flush {
+            guard,
+            held,
+            mut end,
+        } = self;
         run_bounded(move || {
             drop(guard);
             let mut bytes = std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
@@ -162,7 +179,8 @@ impl Flush {
                 bytes.push(b'\n');
             }
             // An error here (stderr closed) leaves nothing to tell it to.
-            let _ = std::io::stderr().write_all(&bytes);
+            let _ = end.write_all(&bytes);
+            let _ = end.flush();
         });
     }
 }
