@@ -6,7 +6,11 @@
 //! cargo bench --bench churn -- --json out.json   # also write the figures
 //! cargo bench --bench churn -- --only drain_idle # one phase (for a profiler)
 //! cargo bench --bench churn -- --access-log       # A logs every request
+//! cargo bench --bench churn -- --cost             # instructions, counted (valgrind)
 //! ```
+//!
+//! `--cost` measures no time at all: it counts instructions per request and
+//! per connection under callgrind, exactly (see [`cost`]).
 //!
 //! Two servers share one Tokio runtime (threads named `bench-server`):
 //! **A**, lameduck's real [`lameduck::Server`] with its default settings,
@@ -37,6 +41,8 @@
 
 #[path = "churn/client.rs"]
 mod client;
+#[path = "churn/cost.rs"]
+pub mod cost;
 #[path = "churn/holder.rs"]
 mod holder;
 #[path = "churn/measure.rs"]
@@ -92,6 +98,8 @@ pub struct Options {
     pub only: Option<String>,
     /// A logs a line per request (`--access-log`).
     pub access_log: bool,
+    /// Count instructions instead of timing (`--cost`).
+    pub cost: bool,
 }
 
 impl Options {
@@ -111,6 +119,7 @@ impl Options {
             json: None,
             only: None,
             access_log: false,
+            cost: false,
         }
     }
 
@@ -130,6 +139,7 @@ impl Options {
             json: None,
             only: None,
             access_log: false,
+            cost: false,
         }
     }
 
@@ -149,6 +159,7 @@ impl Options {
             match arg.as_str() {
                 "--json" => opts.json = Some(PathBuf::from(value("--json")?)),
                 "--access-log" => opts.access_log = true,
+                "--cost" => opts.cost = true,
                 "--rounds" => {
                     opts.rounds = value("--rounds")?
                         .parse()
@@ -193,6 +204,37 @@ const IDLE_MARGIN: Duration = Duration::from_millis(100);
 /// The phases, in the order they run.
 const PHASES: [&str; 5] = ["load", "keepalive", "mem_idle", "mem_churn", "drain_idle"];
 
+/// The programs the cost mode counts: the `lameduck` binary cargo built
+/// beside this bench, and this executable as the bare loop.
+pub fn cost_programs() -> std::io::Result<cost::Programs> {
+    Ok(cost::Programs {
+        lameduck: PathBuf::from(env!("CARGO_BIN_EXE_lameduck")),
+        bench: std::env::current_exe()?,
+        out_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cost"),
+    })
+}
+
+/// `--cost`: the counted table (1,000 and 3,000 requests; `--quick`: 100
+/// and 300), or what to install if callgrind is missing.
+fn cost_mode(opts: &Options) -> ExitCode {
+    if let Some(missing) = cost::missing_tools() {
+        eprintln!("churn: {missing}");
+        return ExitCode::from(2);
+    }
+    let n = if opts.quick { 100 } else { 1_000 };
+    let counted = cost_programs().and_then(|programs| cost::run(&programs, n));
+    match counted {
+        Ok(costs) => {
+            print!("{}", cost::table(&costs));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("churn: cost mode: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, addr, n, ..] = args.as_slice()
@@ -207,6 +249,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    if args.first().map(String::as_str) == Some(cost::SERVE_BARE) {
+        // A child started by the cost mode, under callgrind.
+        return cost::serve_bare();
+    }
     let opts = match Options::from_args(args) {
         Ok(opts) => opts,
         Err(e) => {
@@ -214,6 +260,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if opts.cost {
+        return cost_mode(&opts);
+    }
     // Server A logs as the `lameduck` binary does, `info` and up (phase
     // transitions and shutdown reports), but to a file: the table is for
     // figures.

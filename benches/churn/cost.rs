@@ -1,0 +1,404 @@
+//! `--cost`: what lameduck costs, counted in instructions, not timed.
+//!
+//! A timed run on a shared machine moves by 10–20 % from round to round,
+//! so a gap of 3 % cannot be seen in it. The number of instructions a
+//! server executes for a request can be counted exactly: valgrind's
+//! callgrind runs the server on a simulated CPU and counts every one, and
+//! two runs agree to about 0.01 %.
+//!
+//! Each server runs in a process of its own under callgrind: **A** is the
+//! `lameduck` binary with its defaults, **B** the bench's bare hyper loop
+//! (this executable again, with `--serve-bare`). For each figure, each
+//! server is run twice, with `n` and with `3n` units of work (requests,
+//! connections), and then stopped with SIGTERM: the difference of the two
+//! totals, divided by `2n`, is the cost of one unit. Start-up, shutdown
+//! and everything else that does not grow with the work cancel out.
+//!
+//! | figure | one unit |
+//! |---|---|
+//! | `keepalive_request` | `GET /healthz` on one kept-alive HTTP/1 connection, answered |
+//! | `churned_connection` | connect, `GET /healthz` with `Connection: close`, read to the end, close |
+//!
+//! The client runs outside callgrind, with blocking sockets, one unit at
+//! a time: its instructions are not counted, and its speed does not matter.
+//! The count says nothing about cache misses or system calls' time in the
+//! kernel; the timed figures stay for those.
+//!
+//! Beside each figure the functions where A spends the most instructions
+//! per unit beyond B (`callgrind_annotate`'s self counts, differenced the
+//! same way) say where to cut.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The flag that makes this executable serve as B for the cost mode.
+pub const SERVE_BARE: &str = "--serve-bare";
+
+/// The targets: A's instructions per unit at most B's.
+pub const TARGET: f64 = 1.00;
+
+/// How long a server under callgrind may take to start or to exit.
+const PROCESS_WAIT: Duration = Duration::from_secs(120);
+
+/// One counted figure.
+#[derive(Debug, Clone)]
+pub struct Cost {
+    pub name: &'static str,
+    /// Instructions per unit.
+    pub a: f64,
+    pub b: f64,
+    /// The functions where A spends the most beyond B, per unit.
+    pub top: Vec<(String, f64)>,
+}
+
+impl Cost {
+    pub fn ratio(&self) -> f64 {
+        self.a / self.b
+    }
+}
+
+/// What the cost mode needs from outside: valgrind, and its
+/// `callgrind_annotate`.
+pub fn missing_tools() -> Option<String> {
+    for tool in ["valgrind", "callgrind_annotate"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            // Spawned at all: `callgrind_annotate --version` exits 255.
+            .is_ok();
+        if !found {
+            return Some(format!(
+                "{tool} is not installed: the cost mode counts instructions under \
+                 valgrind's callgrind (Debian: apt-get install valgrind)"
+            ));
+        }
+    }
+    None
+}
+
+/// Which server a run counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Which {
+    A,
+    B,
+}
+
+/// The programs: `lameduck` for A, `bench` (this executable, with
+/// [`SERVE_BARE`]) for B; the counts' files go to `out_dir`.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub lameduck: PathBuf,
+    pub bench: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+/// Counts both figures with `n` as the small count of units (requests;
+/// a tenth of it for connections).
+pub fn run(programs: &Programs, n: u64) -> std::io::Result<Vec<Cost>> {
+    std::fs::create_dir_all(&programs.out_dir)?;
+    let keepalive = figure(programs, "keepalive_request", n, keepalive)?;
+    let churn = figure(programs, "churned_connection", (n / 5).max(10), churn)?;
+    Ok(vec![keepalive, churn])
+}
+
+/// One figure: A and B, each at `n` and `3n` units of `work`.
+fn figure(
+    programs: &Programs,
+    name: &'static str,
+    n: u64,
+    work: fn(SocketAddr, u64) -> std::io::Result<()>,
+) -> std::io::Result<Cost> {
+    let mut per_unit = HashMap::new();
+    let mut functions = HashMap::new();
+    for which in [Which::A, Which::B] {
+        let small = counted(programs, which, name, n, work)?;
+        let large = counted(programs, which, name, 3 * n, work)?;
+        let units = (2 * n) as f64;
+        per_unit.insert(which, (large.total - small.total) as f64 / units);
+        let mut diff: HashMap<String, f64> = HashMap::new();
+        for (f, ir) in &large.functions {
+            let before = small.functions.get(f).copied().unwrap_or(0);
+            diff.insert(f.clone(), (*ir as f64 - before as f64) / units);
+        }
+        functions.insert(which, diff);
+    }
+    let (a_fns, b_fns) = (&functions[&Which::A], &functions[&Which::B]);
+    let mut top: Vec<(String, f64)> = a_fns
+        .iter()
+        .map(|(f, a)| (f.clone(), a - b_fns.get(f).copied().unwrap_or(0.0)))
+        .filter(|(_, more)| *more >= 1.0)
+        .collect();
+    top.sort_by(|x, y| y.1.total_cmp(&x.1));
+    top.truncate(10);
+    Ok(Cost {
+        name,
+        a: per_unit[&Which::A],
+        b: per_unit[&Which::B],
+        top,
+    })
+}
+
+/// One process's count: the total, and each function's own instructions.
+struct Count {
+    total: u64,
+    functions: HashMap<String, u64>,
+}
+
+/// Starts `which` under callgrind, does `units` of `work` against it,
+/// stops it with SIGTERM, and reads its count.
+fn counted(
+    programs: &Programs,
+    which: Which,
+    name: &str,
+    units: u64,
+    work: fn(SocketAddr, u64) -> std::io::Result<()>,
+) -> std::io::Result<Count> {
+    let out = programs
+        .out_dir
+        .join(format!("callgrind.{name}.{which:?}.{units}"));
+    let mut cmd = Command::new("valgrind");
+    cmd.arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()));
+    match which {
+        Which::A => cmd.arg(&programs.lameduck).args(["--addr", "127.0.0.1:0"]),
+        Which::B => cmd.arg(&programs.bench).arg(SERVE_BARE),
+    };
+    let server = Server::start(cmd)?;
+    let worked = work(server.addr, units);
+    server.stop()?;
+    worked?;
+    Ok(Count {
+        total: total_of(&out)?,
+        functions: functions_of(&out)?,
+    })
+}
+
+/// A server process under callgrind, and the address it listens on.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Spawns `cmd` and waits for its `listening on ADDR` line. Its stderr
+    /// is read to the end by a thread, so that it can never fill.
+    fn start(mut cmd: Command) -> std::io::Result<Server> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_on(&line) {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        match rx.recv_timeout(PROCESS_WAIT) {
+            Ok(addr) => Ok(Server { child, addr }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(std::io::Error::other(
+                    "no `listening on` line from the server",
+                ))
+            }
+        }
+    }
+
+    /// SIGTERM, and the wait for the exit (callgrind writes its count then).
+    fn stop(mut self) -> std::io::Result<()> {
+        // SAFETY: `kill` with the PID of a child we have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + PROCESS_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other(format!("server exited {status}")))
+                };
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(std::io::Error::other("server did not exit"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The address in a `listening on 127.0.0.1:PORT` line, the form both
+/// servers log.
+fn listening_on(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on ")? + "listening on ".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The `summary:` line of a callgrind output file: every instruction of
+/// every thread.
+fn total_of(out: &Path) -> std::io::Result<u64> {
+    let text = std::fs::read_to_string(out)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("summary:"))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no summary in {}", out.display())))
+}
+
+/// Each function's own instructions, from `callgrind_annotate`. Lines look
+/// like `1,234,567 (12.34%)  src/file.rs:crate::function [/path/obj]`; the
+/// name is kept without its file and object, so that the same function
+/// in the two executables compares.
+fn functions_of(out: &Path) -> std::io::Result<HashMap<String, u64>> {
+    let annotated = Command::new("callgrind_annotate")
+        .args(["--threshold=100", "--inclusive=no", "--auto=no"])
+        .arg(out)
+        .output()?;
+    let text = String::from_utf8_lossy(&annotated.stdout);
+    let mut functions = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        let Some((count, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        // `(12.34%)  file:function`: anything else is a header or a total.
+        let Some((_, name)) = rest.split_once(")  ").filter(|_| rest.starts_with('(')) else {
+            continue;
+        };
+        if name.starts_with("PROGRAM TOTALS") {
+            continue;
+        }
+        let name = without_file(name.split(" [").next().unwrap_or(name));
+        // `(12x)`: how often it was called; not part of the name.
+        let name = match name.rsplit_once(" (") {
+            Some((f, calls)) if calls.ends_with("x)") => f,
+            _ => name,
+        };
+        *functions.entry(name.to_owned()).or_insert(0) += count;
+    }
+    Ok(functions)
+}
+
+/// `file:function` without `file:`: the first colon that is not half of
+/// a path separator `::`.
+fn without_file(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let lone = b == b':' && bytes.get(i + 1) != Some(&b':') && (i == 0 || bytes[i - 1] != b':');
+        if lone {
+            return &name[i + 1..];
+        }
+    }
+    name
+}
+
+/// `units` requests for `/healthz` on one kept-alive connection.
+fn keepalive(addr: SocketAddr, units: u64) -> std::io::Result<()> {
+    let mut conn = BufReader::new(TcpStream::connect(addr)?);
+    for _ in 0..units {
+        conn.get_mut()
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\n\r\n")?;
+        read_response(&mut conn)?;
+    }
+    Ok(())
+}
+
+/// `units` connections, each one `GET /healthz` with `Connection: close`,
+/// read to the server's close.
+fn churn(addr: SocketAddr, units: u64) -> std::io::Result<()> {
+    for _ in 0..units {
+        let mut conn = TcpStream::connect(addr)?;
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\nConnection: close\r\n\r\n")?;
+        let mut all = Vec::new();
+        conn.read_to_end(&mut all)?;
+        if !all.starts_with(b"HTTP/1.1 200") {
+            return Err(std::io::Error::other("not a 200"));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one response with a `Content-Length` body; fails on anything
+/// but a 200.
+fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+    let mut line = String::new();
+    conn.read_line(&mut line)?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("not a 200: {line:?}")));
+    }
+    let mut length = 0;
+    loop {
+        line.clear();
+        conn.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body)
+}
+
+/// B for the cost mode: the bare hyper loop on a runtime like the
+/// binary's, until SIGTERM; then a clean exit, so callgrind writes.
+pub fn serve_bare() -> std::process::ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        let server = super::servers::ServerB::start().await.expect("bind");
+        eprintln!("listening on {}", server.addr);
+        term.recv().await;
+        server.stop();
+    });
+    std::process::ExitCode::SUCCESS
+}
+
+/// The table: instructions per unit, A/B, and where A spends more.
+pub fn table(costs: &[Cost]) -> String {
+    let mut out = String::from(
+        "instructions per unit, counted under callgrind (difference of two runs, n and 3n)\n\
+         figure                        A (lameduck)   B (bare hyper)     A/B   target\n",
+    );
+    for c in costs {
+        let verdict = if c.ratio() <= TARGET { "met" } else { "MISSED" };
+        out.push_str(&format!(
+            "{:<28} {:>14.0} {:>16.0} {:>7.3}   <= {TARGET:.2} {verdict}\n",
+            c.name,
+            c.a,
+            c.b,
+            c.ratio()
+        ));
+    }
+    for c in costs {
+        out.push_str(&format!(
+            "\n{}: where A spends more than B (instructions per unit, self)\n",
+            c.name
+        ));
+        for (f, more) in &c.top {
+            out.push_str(&format!("  {more:>9.0}  {f}\n"));
+        }
+    }
+    out
+}
