@@ -249,9 +249,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    if args.first().map(String::as_str) == Some(cost::SERVE_BARE) {
+    if let Some(mode) = args.first()
+        && [cost::SERVE_BARE, cost::SERVE_BARE_GRACEFUL].contains(&mode.as_str())
+    {
         // A child started by the cost mode, under callgrind.
-        return cost::serve_bare();
+        return cost::serve_bare(mode);
     }
     let opts = match Options::from_args(args) {
         Ok(opts) => opts,

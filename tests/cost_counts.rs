@@ -21,8 +21,10 @@ use churn::cost;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(cost::SERVE_BARE) {
-        return cost::serve_bare();
+    if let Some(mode) = args.first()
+        && [cost::SERVE_BARE, cost::SERVE_BARE_GRACEFUL].contains(&mode.as_str())
+    {
+        return cost::serve_bare(mode);
     }
     // `cargo test some_filter` passes its filter to every test binary;
     // this one runs only when unfiltered or asked for by name.
@@ -53,7 +55,14 @@ fn the_cost_mode_counts_both_servers_per_request_and_per_connection() {
     let costs = cost::run(&programs, 100).expect("the cost mode runs");
     print!("{}", cost::table(&costs));
     let names: Vec<&str> = costs.iter().map(|c| c.name).collect();
-    assert_eq!(names, ["keepalive_request", "churned_connection"]);
+    assert_eq!(
+        names,
+        [
+            "keepalive_request",
+            "churned_connection",
+            "drained_idle_connection"
+        ]
+    );
     for c in &costs {
         for (server, n) in [("A", c.a), ("B", c.b)] {
             assert!(

@@ -18,6 +18,7 @@
 //! |---|---|
 //! | `keepalive_request` | `GET /healthz` on one kept-alive HTTP/1 connection, answered |
 //! | `churned_connection` | connect, `GET /healthz` with `Connection: close`, read to the end, close |
+//! | `drained_idle_connection` | the drain of one idle keep-alive connection: SIGTERM to the exit, counted from a zeroing of the counters (`callgrind_control -z`) just before the signal; A with `--drain-spread 0s`, B with hyper-util's graceful watcher |
 //!
 //! The client runs outside callgrind, with blocking sockets, one unit at
 //! a time: its instructions are not counted, and its speed does not matter.
@@ -38,6 +39,14 @@ use std::time::Duration;
 
 /// The flag that makes this executable serve as B for the cost mode.
 pub const SERVE_BARE: &str = "--serve-bare";
+
+/// The same, with hyper-util's graceful shutdown at SIGTERM: B for the
+/// drain.
+pub const SERVE_BARE_GRACEFUL: &str = "--serve-bare-graceful";
+
+/// Longer than A's keep-alive grace (250 ms) under callgrind's slowdown:
+/// the drain's idle connections are idle for longer, so they close at once.
+const IDLE_WAIT: Duration = Duration::from_millis(1_000);
 
 /// The targets: A's instructions per unit at most B's.
 pub const TARGET: f64 = 1.00;
@@ -99,22 +108,58 @@ pub struct Programs {
     pub out_dir: PathBuf,
 }
 
-/// Counts both figures with `n` as the small count of units (requests;
-/// a tenth of it for connections).
+/// Counts every figure with `n` as the small count of requests (a fifth
+/// of it for connections, churned or drained).
 pub fn run(programs: &Programs, n: u64) -> std::io::Result<Vec<Cost>> {
     std::fs::create_dir_all(&programs.out_dir)?;
-    let keepalive = figure(programs, "keepalive_request", n, keepalive)?;
-    let churn = figure(programs, "churned_connection", (n / 5).max(10), churn)?;
-    Ok(vec![keepalive, churn])
+    let conns = (n / 5).max(10);
+    // Each drained connection holds a descriptor in this process, and
+    // one in the server's (which inherits this limit).
+    super::measure::raise_nofile(3 * conns + 256);
+    Ok(vec![
+        figure(programs, "keepalive_request", n, &Work::KEEPALIVE)?,
+        figure(programs, "churned_connection", conns, &Work::CHURN)?,
+        figure(programs, "drained_idle_connection", conns, &Work::DRAIN)?,
+    ])
+}
+
+/// What one figure does to each server.
+struct Work {
+    /// The client's units, against the server at the address. What it
+    /// returns is held open until the server has exited.
+    units: fn(SocketAddr, u64) -> std::io::Result<Vec<TcpStream>>,
+    /// Count only from just before the SIGTERM (the drain's figure).
+    count_from_stop: bool,
+    /// A's flags beyond `--addr`, and B's mode.
+    a_flags: &'static [&'static str],
+    b_mode: &'static str,
+}
+
+impl Work {
+    const KEEPALIVE: Work = Work {
+        units: keepalive,
+        count_from_stop: false,
+        a_flags: &[],
+        b_mode: SERVE_BARE,
+    };
+    const CHURN: Work = Work {
+        units: churn,
+        count_from_stop: false,
+        a_flags: &[],
+        b_mode: SERVE_BARE,
+    };
+    // `--drain-spread 0s`: the drain's own cost, not the pacing of its
+    // goodbyes (which the storm bench measures).
+    const DRAIN: Work = Work {
+        units: idle,
+        count_from_stop: true,
+        a_flags: &["--drain-spread", "0s"],
+        b_mode: SERVE_BARE_GRACEFUL,
+    };
 }
 
 /// One figure: A and B, each at `n` and `3n` units of `work`.
-fn figure(
-    programs: &Programs,
-    name: &'static str,
-    n: u64,
-    work: fn(SocketAddr, u64) -> std::io::Result<()>,
-) -> std::io::Result<Cost> {
+fn figure(programs: &Programs, name: &'static str, n: u64, work: &Work) -> std::io::Result<Cost> {
     let mut per_unit = HashMap::new();
     let mut functions = HashMap::new();
     for which in [Which::A, Which::B] {
@@ -158,7 +203,7 @@ fn counted(
     which: Which,
     name: &str,
     units: u64,
-    work: fn(SocketAddr, u64) -> std::io::Result<()>,
+    work: &Work,
 ) -> std::io::Result<Count> {
     let out = programs
         .out_dir
@@ -167,17 +212,42 @@ fn counted(
     cmd.arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out.display()));
     match which {
-        Which::A => cmd.arg(&programs.lameduck).args(["--addr", "127.0.0.1:0"]),
-        Which::B => cmd.arg(&programs.bench).arg(SERVE_BARE),
+        Which::A => cmd
+            .arg(&programs.lameduck)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(work.a_flags),
+        Which::B => cmd.arg(&programs.bench).arg(work.b_mode),
     };
     let server = Server::start(cmd)?;
-    let worked = work(server.addr, units);
+    let held = (work.units)(server.addr, units);
+    if work.count_from_stop && held.is_ok() {
+        std::thread::sleep(IDLE_WAIT);
+        zero_counters(server.child.id())?;
+    }
     server.stop()?;
-    worked?;
+    drop(held?);
     Ok(Count {
         total: total_of(&out)?,
         functions: functions_of(&out)?,
     })
+}
+
+/// `callgrind_control -z`: every counter of the process back to 0, so
+/// that its count starts here.
+fn zero_counters(pid: u32) -> std::io::Result<()> {
+    let zeroed = Command::new("callgrind_control")
+        .arg("-z")
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if zeroed.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "callgrind_control -z: {zeroed}"
+        )))
+    }
 }
 
 /// A server process under callgrind, and the address it listens on.
@@ -307,19 +377,33 @@ fn without_file(name: &str) -> &str {
 }
 
 /// `units` requests for `/healthz` on one kept-alive connection.
-fn keepalive(addr: SocketAddr, units: u64) -> std::io::Result<()> {
+fn keepalive(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
     let mut conn = BufReader::new(TcpStream::connect(addr)?);
     for _ in 0..units {
         conn.get_mut()
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\n\r\n")?;
         read_response(&mut conn)?;
     }
-    Ok(())
+    Ok(Vec::new())
+}
+
+/// `units` keep-alive connections, each answered once and then left idle
+/// and open, for the drain to close.
+fn idle(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
+    let mut held = Vec::new();
+    for _ in 0..units {
+        let mut conn = BufReader::new(TcpStream::connect(addr)?);
+        conn.get_mut()
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\n\r\n")?;
+        read_response(&mut conn)?;
+        held.push(conn.into_inner());
+    }
+    Ok(held)
 }
 
 /// `units` connections, each one `GET /healthz` with `Connection: close`,
 /// read to the server's close.
-fn churn(addr: SocketAddr, units: u64) -> std::io::Result<()> {
+fn churn(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
     for _ in 0..units {
         let mut conn = TcpStream::connect(addr)?;
         conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\nConnection: close\r\n\r\n")?;
@@ -329,7 +413,7 @@ fn churn(addr: SocketAddr, units: u64) -> std::io::Result<()> {
             return Err(std::io::Error::other("not a 200"));
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Reads one response with a `Content-Length` body; fails on anything
@@ -357,9 +441,11 @@ fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<()> {
     conn.read_exact(&mut body)
 }
 
-/// B for the cost mode: the bare hyper loop on a runtime like the
-/// binary's, until SIGTERM; then a clean exit, so callgrind writes.
-pub fn serve_bare() -> std::process::ExitCode {
+/// B for the cost mode (`mode` is [`SERVE_BARE`] or
+/// [`SERVE_BARE_GRACEFUL`]): the bare hyper loop on a runtime like the
+/// binary's, until SIGTERM; then, gracefully or not, a clean exit, so
+/// callgrind writes.
+pub fn serve_bare(mode: &str) -> std::process::ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -367,10 +453,19 @@ pub fn serve_bare() -> std::process::ExitCode {
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("a SIGTERM handler");
-        let server = super::servers::ServerB::start().await.expect("bind");
-        eprintln!("listening on {}", server.addr);
-        term.recv().await;
-        server.stop();
+        if mode == SERVE_BARE_GRACEFUL {
+            let server = super::servers::ServerBGraceful::start()
+                .await
+                .expect("bind");
+            eprintln!("listening on {}", server.addr);
+            term.recv().await;
+            server.shutdown().await;
+        } else {
+            let server = super::servers::ServerB::start().await.expect("bind");
+            eprintln!("listening on {}", server.addr);
+            term.recv().await;
+            server.stop();
+        }
     });
     std::process::ExitCode::SUCCESS
 }
