@@ -36,17 +36,21 @@ async fn healthz_answers(addr: std::net::SocketAddr) {
     );
 }
 
-/// The frames the server sends until the connection ends, and whether it
-/// ended within `within` (`false`: still open when the wait ran out).
-async fn until_closed(conn: &mut RawH2, within: Duration) -> (Vec<h2_raw::Frame>, bool) {
-    conn.frames_until_end(within).await
-}
-
-fn goaway_code(frames: &[h2_raw::Frame]) -> Option<u32> {
-    frames
+/// Sends `flood` (for at most 5 s: the server may stop reading), checks
+/// `/healthz` meanwhile, and expects the connection to get GOAWAY
+/// `ENHANCE_YOUR_CALM` and be closed, with the server's memory (`before`,
+/// in KiB) grown by less than the bound.
+async fn calmed_down(bin: &Binary, before: u64, mut conn: RawH2, flood: &[u8]) {
+    conn.send_within(flood, Duration::from_secs(5)).await;
+    healthz_answers(bin.addr).await;
+    let (frames, closed) = conn.frames_until_end(Duration::from_secs(10)).await;
+    let goaway = frames
         .iter()
         .find(|f| f.kind == h2_raw::GOAWAY)
-        .and_then(|f| f.error_code())
+        .and_then(|f| f.error_code());
+    assert_eq!(goaway, Some(h2_raw::ENHANCE_YOUR_CALM), "{frames:?}");
+    assert!(closed, "the connection stays open after its GOAWAY");
+    assert!(grew(bin, before) < RSS_GROWTH_KIB);
 }
 
 /// How much the server's memory grew since `before`, in KiB; printed for
@@ -66,7 +70,7 @@ fn grew(bin: &Binary, before: u64) -> u64 {
 async fn rapid_reset_gets_goaway_enhance_your_calm_and_healthz_keeps_answering() {
     let bin = Binary::start(&[]);
     let before = rss_kib(bin.pid());
-    let mut conn = RawH2::connect(bin.addr, &[]).await;
+    let conn = RawH2::connect(bin.addr, &[]).await;
     let mut flood = Vec::new();
     for i in 0..2_000u32 {
         let stream = 2 * i + 1;
@@ -78,16 +82,7 @@ async fn rapid_reset_gets_goaway_enhance_your_calm_and_healthz_keeps_answering()
             &h2_raw::CANCEL.to_be_bytes(),
         ));
     }
-    conn.send(&flood).await;
-    healthz_answers(bin.addr).await;
-    let (frames, closed) = until_closed(&mut conn, Duration::from_secs(10)).await;
-    assert_eq!(
-        goaway_code(&frames),
-        Some(h2_raw::ENHANCE_YOUR_CALM),
-        "{frames:?}"
-    );
-    assert!(closed, "the connection stays open after its GOAWAY");
-    assert!(grew(&bin, before) < RSS_GROWTH_KIB);
+    calmed_down(&bin, before, conn, &flood).await;
 }
 
 /// CONTINUATION flood (CVE-2024-27316 family): a header block that never
@@ -98,7 +93,7 @@ async fn rapid_reset_gets_goaway_enhance_your_calm_and_healthz_keeps_answering()
 async fn a_continuation_flood_gets_goaway_enhance_your_calm() {
     let bin = Binary::start(&[]);
     let before = rss_kib(bin.pid());
-    let mut conn = RawH2::connect(bin.addr, &[]).await;
+    let conn = RawH2::connect(bin.addr, &[]).await;
     let mut flood = h2_raw::frame(
         h2_raw::HEADERS,
         0, // no END_HEADERS: CONTINUATION frames follow
@@ -114,16 +109,7 @@ async fn a_continuation_flood_gets_goaway_enhance_your_calm() {
     for _ in 0..10_000 {
         flood.extend(h2_raw::frame(h2_raw::CONTINUATION, 0, 1, &[b'a'; 10]));
     }
-    conn.send_within(&flood, Duration::from_secs(5)).await;
-    healthz_answers(bin.addr).await;
-    let (frames, closed) = until_closed(&mut conn, Duration::from_secs(10)).await;
-    assert_eq!(
-        goaway_code(&frames),
-        Some(h2_raw::ENHANCE_YOUR_CALM),
-        "{frames:?}"
-    );
-    assert!(closed);
-    assert!(grew(&bin, before) < RSS_GROWTH_KIB);
+    calmed_down(&bin, before, conn, &flood).await;
 }
 
 /// HPACK bomb: one 4,000-byte header stored in the decoder's table, then
@@ -203,16 +189,24 @@ async fn a_settings_flood_that_reads_nothing_is_closed_at_the_write_stall() {
 /// Sends `frame` over and over, reading nothing, for at most 15 s.
 async fn flood_that_reads_nothing(frame: Vec<u8>) {
     let bin = Binary::start(&["--request-timeout", "2s"]);
-    let before = rss_kib(bin.pid());
     let mut conn = RawH2::connect(bin.addr, &[]).await;
-    let batch: Vec<u8> = frame.repeat(1_000);
+    never_read(&bin, conn.tcp(), &frame.repeat(1_000)).await;
+}
+
+/// Writes `batch` over and over on `tcp` and reads nothing, until a write
+/// fails or stays stuck (the server stopped reading, then closed), for at
+/// most 15 s; checks `/healthz` meanwhile. Then the server must have closed
+/// the connection, within its stall limit, and its memory must have grown
+/// by less than the bound.
+async fn never_read(bin: &Binary, tcp: &mut tokio::net::TcpStream, batch: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let before = rss_kib(bin.pid());
     let started = Instant::now();
     let mut checked = false;
-    // Until a write fails (the server closed) or stays stuck past the
-    // server's stall limit.
     while started.elapsed() < Duration::from_secs(15) {
-        if !conn.send_within(&batch, Duration::from_secs(4)).await {
-            break;
+        match tokio::time::timeout(Duration::from_secs(4), tcp.write_all(batch)).await {
+            Ok(Ok(())) => {}
+            _ => break,
         }
         if !checked && started.elapsed() > Duration::from_millis(500) {
             healthz_answers(bin.addr).await;
@@ -222,15 +216,11 @@ async fn flood_that_reads_nothing(frame: Vec<u8>) {
     if !checked {
         healthz_answers(bin.addr).await;
     }
-    assert!(grew(&bin, before) < RSS_GROWTH_KIB);
+    assert!(grew(bin, before) < RSS_GROWTH_KIB);
     // The server gave up on the connection: reading now finds its end
     // (after whatever answers the kernel had queued).
     let mut rest = Vec::new();
-    let ended = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::io::AsyncReadExt::read_to_end(conn.tcp(), &mut rest),
-    )
-    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
     assert!(ended.is_ok(), "the flooding connection is still open");
     eprintln!("closed {:?} after the flood began", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -243,7 +233,7 @@ async fn flood_that_reads_nothing(frame: Vec<u8>) {
 async fn an_empty_data_frame_flood_gets_goaway_enhance_your_calm() {
     let bin = Binary::start(&[]);
     let before = rss_kib(bin.pid());
-    let mut conn = RawH2::connect(bin.addr, &[]).await;
+    let conn = RawH2::connect(bin.addr, &[]).await;
     let mut flood = h2_raw::frame(
         h2_raw::HEADERS,
         h2_raw::END_HEADERS, // a body follows
@@ -253,16 +243,7 @@ async fn an_empty_data_frame_flood_gets_goaway_enhance_your_calm() {
     for _ in 0..100_000 {
         flood.extend(h2_raw::frame(h2_raw::DATA, 0, 1, &[]));
     }
-    conn.send_within(&flood, Duration::from_secs(5)).await;
-    healthz_answers(bin.addr).await;
-    let (frames, closed) = until_closed(&mut conn, Duration::from_secs(10)).await;
-    assert_eq!(
-        goaway_code(&frames),
-        Some(h2_raw::ENHANCE_YOUR_CALM),
-        "{frames:?}"
-    );
-    assert!(closed);
-    assert!(grew(&bin, before) < RSS_GROWTH_KIB);
+    calmed_down(&bin, before, conn, &flood).await;
 }
 
 /// A client that advertises a window of 0 and asks for 100 downloads of
@@ -367,34 +348,10 @@ async fn streams_past_the_concurrency_limit_are_refused() {
 /// queues in the server beyond its buffers.
 #[tokio::test]
 async fn a_pipelining_flood_that_reads_nothing_is_closed_at_the_write_stall() {
-    use tokio::io::AsyncWriteExt;
     let bin = Binary::start(&["--request-timeout", "2s"]);
-    let before = rss_kib(bin.pid());
     let mut tcp = tokio::net::TcpStream::connect(bin.addr).await.unwrap();
     let batch = b"GET /api/download?bytes=1000&seed=3 HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1_000);
-    let started = Instant::now();
-    let mut checked = false;
-    while started.elapsed() < Duration::from_secs(15) {
-        match tokio::time::timeout(Duration::from_secs(4), tcp.write_all(&batch)).await {
-            Ok(Ok(())) => {}
-            _ => break,
-        }
-        if !checked && started.elapsed() > Duration::from_millis(500) {
-            healthz_answers(bin.addr).await;
-            checked = true;
-        }
-    }
-    if !checked {
-        healthz_answers(bin.addr).await;
-    }
-    assert!(grew(&bin, before) < RSS_GROWTH_KIB);
-    let mut rest = Vec::new();
-    let ended = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest),
-    )
-    .await;
-    assert!(ended.is_ok(), "the flooding connection is still open");
+    never_read(&bin, &mut tcp, &batch).await;
 }
 
 /// Chunk-extension bomb: chunks of one byte, each with a long extension
