@@ -306,8 +306,12 @@ async fn marking_the_deadline<F: Future>(
 ) -> F::Output {
     let mut served = std::pin::pin!(served);
     tokio::select! {
-        out = &mut served => return out,
+        // The deadline first: the stream that answers 503 at the deadline
+        // wakes the connection, which may then close at once; the mark
+        // must be there before the close chooses how to end.
+        biased;
         _ = shutdown.past_deadline() => state.deadline_passed(),
+        out = &mut served => return out,
     }
     served.await
 }
