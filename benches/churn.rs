@@ -250,7 +250,7 @@ fn main() -> ExitCode {
         };
     }
     if let Some(mode) = args.first()
-        && [cost::SERVE_BARE, cost::SERVE_BARE_GRACEFUL].contains(&mode.as_str())
+        && cost::SERVE_MODES.contains(&mode.as_str())
     {
         // A child started by the cost mode, under callgrind.
         return cost::serve_bare(mode);

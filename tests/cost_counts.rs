@@ -1,5 +1,6 @@
 //! The churn bench's cost mode (`cargo bench --bench churn -- --cost`) in
-//! a tiny form: 100 and 300 requests (20 and 60 connections), each server
+//! a tiny form: 100 and 300 requests over HTTP/1 and over HTTP/2, 20 and
+//! 60 connections churned and drained, each server
 //! under valgrind's callgrind, so that `cargo test` proves the counting
 //! works and the mode cannot rot. The debug build's counts say nothing
 //! about speed; the bench's do.
@@ -22,7 +23,7 @@ use churn::cost;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(mode) = args.first()
-        && [cost::SERVE_BARE, cost::SERVE_BARE_GRACEFUL].contains(&mode.as_str())
+        && cost::SERVE_MODES.contains(&mode.as_str())
     {
         return cost::serve_bare(mode);
     }
@@ -59,6 +60,7 @@ fn the_cost_mode_counts_both_servers_per_request_and_per_connection() {
         names,
         [
             "keepalive_request",
+            "h2_request",
             "churned_connection",
             "drained_idle_connection"
         ]
@@ -73,7 +75,7 @@ fn the_cost_mode_counts_both_servers_per_request_and_per_connection() {
         }
         assert!(c.ratio().is_finite());
     }
-    let (request, connection) = (&costs[0], &costs[1]);
+    let (request, connection) = (&costs[0], &costs[2]);
     assert!(
         connection.b > request.b,
         "a connection costs more than a request on it"

@@ -17,6 +17,7 @@
 //! | figure | one unit |
 //! |---|---|
 //! | `keepalive_request` | `GET /healthz` on one kept-alive HTTP/1 connection, answered |
+//! | `h2_request` | `GET /healthz` as one stream of one HTTP/2 connection (h2c, prior knowledge), answered |
 //! | `churned_connection` | connect, `GET /healthz` with `Connection: close`, read to the end, close |
 //! | `drained_idle_connection` | the drain of one idle keep-alive connection: SIGTERM to the exit, counted from a zeroing of the counters (`callgrind_control -z`) just before the signal; A with `--drain-spread 0s`, B with hyper-util's graceful watcher |
 //!
@@ -43,6 +44,12 @@ pub const SERVE_BARE: &str = "--serve-bare";
 /// The same, with hyper-util's graceful shutdown at SIGTERM: B for the
 /// drain.
 pub const SERVE_BARE_GRACEFUL: &str = "--serve-bare-graceful";
+
+/// B over HTTP/2 (prior knowledge), with hyper's HTTP/2 server.
+pub const SERVE_BARE_H2: &str = "--serve-bare-h2";
+
+/// Every mode this executable serves B in.
+pub const SERVE_MODES: [&str; 3] = [SERVE_BARE, SERVE_BARE_GRACEFUL, SERVE_BARE_H2];
 
 /// Longer than A's keep-alive grace (250 ms) under callgrind's slowdown:
 /// the drain's idle connections are idle for longer, so they close at once.
@@ -118,6 +125,7 @@ pub fn run(programs: &Programs, n: u64) -> std::io::Result<Vec<Cost>> {
     super::measure::raise_nofile(3 * conns + 256);
     Ok(vec![
         figure(programs, "keepalive_request", n, &Work::KEEPALIVE)?,
+        figure(programs, "h2_request", n, &Work::H2)?,
         figure(programs, "churned_connection", conns, &Work::CHURN)?,
         figure(programs, "drained_idle_connection", conns, &Work::DRAIN)?,
     ])
@@ -141,6 +149,12 @@ impl Work {
         count_from_stop: false,
         a_flags: &[],
         b_mode: SERVE_BARE,
+    };
+    const H2: Work = Work {
+        units: h2_requests,
+        count_from_stop: false,
+        a_flags: &[],
+        b_mode: SERVE_BARE_H2,
     };
     const CHURN: Work = Work {
         units: churn,
@@ -387,6 +401,45 @@ fn keepalive(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
     Ok(Vec::new())
 }
 
+/// `units` requests for `/healthz`, one stream after another on one
+/// HTTP/2 connection (the `h2` crate's client, on a runtime of its own).
+fn h2_requests(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let (mut client, conn) = h2::client::handshake(tcp)
+            .await
+            .map_err(std::io::Error::other)?;
+        let driver = tokio::spawn(conn);
+        for _ in 0..units {
+            let req = http::Request::get(format!("http://{addr}/healthz"))
+                .body(())
+                .expect("a request");
+            client = client.ready().await.map_err(std::io::Error::other)?;
+            let (answer, _) = client
+                .send_request(req, true)
+                .map_err(std::io::Error::other)?;
+            let res = answer.await.map_err(std::io::Error::other)?;
+            if res.status() != 200 {
+                return Err(std::io::Error::other(format!(
+                    "not a 200: {}",
+                    res.status()
+                )));
+            }
+            let mut body = res.into_body();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+            }
+        }
+        drop(client);
+        driver.abort();
+        Ok(Vec::new())
+    })
+}
+
 /// `units` keep-alive connections, each answered once and then left idle
 /// and open, for the drain to close.
 fn idle(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
@@ -441,8 +494,7 @@ fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<()> {
     conn.read_exact(&mut body)
 }
 
-/// B for the cost mode (`mode` is [`SERVE_BARE`] or
-/// [`SERVE_BARE_GRACEFUL`]): the bare hyper loop on a runtime like the
+/// B for the cost mode (`mode` is one of [`SERVE_MODES`]): the bare hyper loop on a runtime like the
 /// binary's, until SIGTERM; then, gracefully or not, a clean exit, so
 /// callgrind writes.
 pub fn serve_bare(mode: &str) -> std::process::ExitCode {
@@ -453,7 +505,25 @@ pub fn serve_bare(mode: &str) -> std::process::ExitCode {
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("a SIGTERM handler");
-        if mode == SERVE_BARE_GRACEFUL {
+        if mode == SERVE_BARE_H2 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            eprintln!(
+                "listening on {}",
+                listener.local_addr().expect("an address")
+            );
+            loop {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    accepted = listener.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            tokio::spawn(super::servers::serve_b_h2(stream));
+                        }
+                    }
+                }
+            }
+        } else if mode == SERVE_BARE_GRACEFUL {
             let server = super::servers::ServerBGraceful::start()
                 .await
                 .expect("bind");

@@ -131,6 +131,16 @@ fn connection_b(stream: TcpStream) -> http1::Connection<TokioIo<TcpStream>, SayO
     http1::Builder::new().serve_connection(TokioIo::new(stream), SayOk)
 }
 
+/// B's HTTP/2 connection (prior knowledge) for one accepted stream: for
+/// the cost mode's HTTP/2 figure.
+pub async fn serve_b_h2(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let exec = hyper_util::rt::TokioExecutor::new();
+    let _ = hyper::server::conn::http2::Builder::new(exec)
+        .serve_connection(TokioIo::new(stream), SayOk)
+        .await;
+}
+
 /// B's service: `ok\n` for every request, as a ready future (A's
 /// `/healthz` is one too).
 #[derive(Debug, Clone, Copy)]
