@@ -58,7 +58,7 @@
 //! | **HPACK bomb**: a small block that decodes to a huge list | the decoded list is bounded by `--max-header-bytes` (431 on the stream); far past it, GOAWAY `ENHANCE_YOUR_CALM` ("header_list_way_too_large"); the decoder's table is 4 KiB | `--max-header-bytes` | one header list | `an_hpack_bomb_is_refused_without_being_decoded` |
 //! | **PING / SETTINGS flood** (CVE-2019-9512, -9515) | h2 holds one answer at a time and reads no further frame until it is written; a flooder that does not read its answers stops the socket, and the write-stall limit closes it (measured: 2.5 s and 3.1 s after the flood began, with `--request-timeout 2s`) | `--request-timeout` | one PING answer, one SETTINGS acknowledgement, the socket's buffers | `a_ping_flood_that_reads_nothing_is_closed_at_the_write_stall`, `a_settings_flood_that_reads_nothing_is_closed_at_the_write_stall` |
 //! | **Empty DATA frames** (CVE-2019-9518) | 100 empty frames per connection, and a budget for frames under 256 bytes, then GOAWAY `ENHANCE_YOUR_CALM` (h2) | — | nothing | `an_empty_data_frame_flood_gets_goaway_enhance_your_calm` |
-//! | **A window kept shut**: `SETTINGS_INITIAL_WINDOW_SIZE = 0`, or no `WINDOW_UPDATE`, with many streams open | a stream whose answer has waited for the window for the write-stall limit is reset (`CANCEL`): `h2_stall`; with no stream left the connection is idle, and `h2_idle` ends it with GOAWAY | `--request-timeout`, `--idle-timeout` | for at most `--request-timeout`: 100 streams × (64 KiB queued, `h2_limits::MAX_SEND_BUF`, + one body chunk, 64 KiB for a download), about 12.5 MiB | `streams_whose_window_stays_shut_are_reset_at_the_write_stall_limit` |
+//! | **A window kept shut**: `SETTINGS_INITIAL_WINDOW_SIZE = 0`, or no `WINDOW_UPDATE`, with many streams open | a stream whose answer has waited for the window for the write-stall limit is reset (`CANCEL`): `h2_stall`; with no stream left the connection is idle, and `h2_idle` ends it with GOAWAY | `--request-timeout`, `--idle-timeout` | 100 streams × (64 KiB queued, `h2_limits::MAX_SEND_BUF`, + one body chunk, 64 KiB for a download), about 12.5 MiB, for at most `--request-timeout`; a stream whose *last* chunk h2 has queued is over as far as its task can tell, so its bytes wait for the idle timeout instead (or for as long as another stream keeps the connection busy) | `streams_whose_window_stays_shut_are_reset_at_the_write_stall_limit` |
 //! | **Too many streams** | 100 open at once (`h2_limits::MAX_CONCURRENT_STREAMS`), advertised in SETTINGS; the rest get `REFUSED_STREAM`, safe to retry | — | 100 streams, each bounded as above | `streams_past_the_concurrency_limit_are_refused` |
 //! | **Request bodies sent ahead** | the receive window, 1 MiB per stream and per connection (`h2_limits::WINDOW`); a body is read only up to `--max-body` (413) | `--max-body` | 1 MiB | `a_body_not_received_in_time_gets_408` (the body's deadline) |
 //! | **HTTP/1 pipelining flood**, never read | hyper parses one head at a time from a read buffer of `--max-header-bytes` (at least 8 KiB) and answers in order; once the answers fill the socket the write-stall limit closes it | `--max-header-bytes`, `--request-timeout` | the read buffer and one answer | `a_pipelining_flood_that_reads_nothing_is_closed_at_the_write_stall` |
@@ -66,9 +66,9 @@
 //! | **Trailer bomb** | hyper reads at most 16 KiB of trailers: **400**, closed | — | 16 KiB | `a_trailer_bomb_gets_400_and_close` |
 //!
 //! So with the defaults one HTTP/2 connection holds at most about 14 MiB
-//! (12.5 MiB of answers for at most `--request-timeout`, 1 MiB of request
-//! bodies, one header list), one HTTP/1 connection its buffers and one
-//! answer; `--max-connections` multiplies either.
+//! (12.5 MiB of answers, 1 MiB of request bodies, one header list), one
+//! HTTP/1 connection its buffers and one answer; `--max-connections`
+//! multiplies either.
 
 pub(crate) mod executor;
 pub(crate) mod h2_idle;
