@@ -31,12 +31,14 @@
 //! same way) say where to cut.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use lameduck::testing::http1::{Method, ResponseReader};
+use lameduck::testing::process::{Exit, Log, signal, wait_exit};
 
 /// The flag that makes this executable serve as B for the cost mode.
 pub const SERVE_BARE: &str = "--serve-bare";
@@ -236,7 +238,7 @@ fn counted(
     let held = (work.units)(server.addr, units);
     if work.count_from_stop && held.is_ok() {
         std::thread::sleep(IDLE_WAIT);
-        zero_counters(server.child.id())?;
+        zero_counters(server.pid)?;
     }
     server.stop()?;
     drop(held?);
@@ -248,7 +250,7 @@ fn counted(
 
 /// `callgrind_control -z`: every counter of the process back to 0, so
 /// that its count starts here.
-fn zero_counters(pid: u32) -> std::io::Result<()> {
+fn zero_counters(pid: i32) -> std::io::Result<()> {
     let zeroed = Command::new("callgrind_control")
         .arg("-z")
         .arg(pid.to_string())
@@ -264,61 +266,49 @@ fn zero_counters(pid: u32) -> std::io::Result<()> {
     }
 }
 
-/// A server process under callgrind, and the address it listens on.
+/// A server process under callgrind, and the address it listens on. Its
+/// stderr is read into `log` (`lameduck::testing::process`), so the pipe
+/// never fills.
 struct Server {
-    child: Child,
+    pid: i32,
     addr: SocketAddr,
+    log: Log,
 }
 
 impl Server {
-    /// Spawns `cmd` and waits for its `listening on ADDR` line. Its stderr
-    /// is read to the end by a thread, so that it can never fill.
+    /// Spawns `cmd` and waits for its `listening on ADDR` line.
     fn start(mut cmd: Command) -> std::io::Result<Server> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = listening_on(&line) {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        match rx.recv_timeout(PROCESS_WAIT) {
-            Ok(addr) => Ok(Server { child, addr }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(std::io::Error::other(
-                    "no `listening on` line from the server",
-                ))
+        let log = Log::default();
+        let pid = log.spawn(&mut cmd)?.id() as i32;
+        let line = log.wait_for_nth("listening on ", 1, PROCESS_WAIT);
+        match line.as_deref().and_then(listening_on) {
+            Some(addr) => Ok(Server { pid, addr, log }),
+            None => {
+                let _ = signal(pid, libc::SIGKILL);
+                let _ = wait_exit(pid, PROCESS_WAIT);
+                Err(std::io::Error::other(format!(
+                    "no `listening on` line from the server: {}",
+                    log.tail(5)
+                )))
             }
         }
     }
 
-    /// SIGTERM, and the wait for the exit (callgrind writes its count then).
-    fn stop(mut self) -> std::io::Result<()> {
-        // SAFETY: `kill` with the PID of a child we have not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + PROCESS_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other(format!("server exited {status}")))
-                };
+    /// SIGTERM, and the wait for a clean exit (callgrind writes its count
+    /// then).
+    fn stop(self) -> std::io::Result<()> {
+        signal(self.pid, libc::SIGTERM)?;
+        match wait_exit(self.pid, PROCESS_WAIT) {
+            Some(Exit::Code(0)) => Ok(()),
+            Some(other) => Err(std::io::Error::other(format!(
+                "server exited {other:?}: {}",
+                self.log.tail(5)
+            ))),
+            None => {
+                let _ = signal(self.pid, libc::SIGKILL);
+                let _ = wait_exit(self.pid, PROCESS_WAIT);
+                Err(std::io::Error::other("server did not exit"))
             }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return Err(std::io::Error::other("server did not exit"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -392,11 +382,11 @@ fn without_file(name: &str) -> &str {
 
 /// `units` requests for `/healthz` on one kept-alive connection.
 fn keepalive(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
-    let mut conn = BufReader::new(TcpStream::connect(addr)?);
+    let mut conn = TcpStream::connect(addr)?;
+    let mut reader = ResponseReader::new();
     for _ in 0..units {
-        conn.get_mut()
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\n\r\n")?;
-        read_response(&mut conn)?;
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\n\r\n")?;
+        read_response(&mut conn, &mut reader)?;
     }
     Ok(Vec::new())
 }
@@ -444,12 +434,13 @@ fn h2_requests(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> 
 /// and open, for the drain to close.
 fn idle(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
     let mut held = Vec::new();
+    let mut reader = ResponseReader::new();
     for _ in 0..units {
-        let mut conn = BufReader::new(TcpStream::connect(addr)?);
-        conn.get_mut()
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\n\r\n")?;
-        read_response(&mut conn)?;
-        held.push(conn.into_inner());
+        let mut conn = TcpStream::connect(addr)?;
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: cost\r\n\r\n")?;
+        reader.reset();
+        read_response(&mut conn, &mut reader)?;
+        held.push(conn);
     }
     Ok(held)
 }
@@ -469,29 +460,23 @@ fn churn(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
     Ok(Vec::new())
 }
 
-/// Reads one response with a `Content-Length` body; fails on anything
-/// but a 200.
-fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<()> {
-    let mut line = String::new();
-    conn.read_line(&mut line)?;
-    if !line.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("not a 200: {line:?}")));
-    }
-    let mut length = 0;
+/// Reads one whole response (`lameduck::testing::http1`'s reader); fails
+/// on anything but a 200.
+fn read_response(conn: &mut TcpStream, reader: &mut ResponseReader) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
     loop {
-        line.clear();
-        conn.read_line(&mut line)?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
+        let parsed = reader
+            .next(Method::Other)
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        match parsed {
+            Some(res) if res.status == 200 => return Ok(()),
+            Some(res) => return Err(std::io::Error::other(format!("not a 200: {}", res.status))),
+            None => match conn.read(&mut buf)? {
+                0 => return Err(std::io::Error::other("closed before the answer")),
+                n => reader.feed(&buf[..n]),
+            },
         }
     }
-    let mut body = vec![0; length];
-    conn.read_exact(&mut body)
 }
 
 /// B for the cost mode (`mode` is one of [`SERVE_MODES`]): the bare hyper loop on a runtime like the
