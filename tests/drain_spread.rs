@@ -37,22 +37,21 @@ fn span(instants: &[Instant]) -> Duration {
     *last - *first
 }
 
-/// 300 idle keep-alive connections at a 1 s spread close at their own
-/// instants: the closes span at least half the window, the report says
-/// so too, and the drain still ends well inside the deadline.
-#[tokio::test]
-async fn idle_connections_close_at_instants_spread_over_the_window() {
-    let server = spreading(Duration::from_secs(1)).await;
+/// `n` keep-alive connections to `server`, each answered once.
+async fn idle_connections(server: &TestServer, n: usize) -> Vec<http::Conn> {
     let mut conns = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..n {
         let mut conn = http::connect(server.addr).await;
         http::send_get(&mut conn, "/livez").await;
         assert_eq!(http::read_response(&mut conn).await.unwrap().status, 200);
         conns.push(conn);
     }
-    // Idle for longer than the keep-alive grace.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let closes: Vec<_> = conns
+    conns
+}
+
+/// Tasks that each read `conns` to the end and say when.
+fn closes_seen(conns: Vec<http::Conn>) -> Vec<tokio::task::JoinHandle<Instant>> {
+    conns
         .into_iter()
         .map(|mut conn| {
             tokio::spawn(async move {
@@ -61,7 +60,38 @@ async fn idle_connections_close_at_instants_spread_over_the_window() {
                 Instant::now()
             })
         })
-        .collect();
+        .collect()
+}
+
+/// 500 idle keep-alive connections, all used within the keep-alive
+/// grace (1 s) when the drain begins, with goodbyes at 125 a second: the
+/// window is 4 s, and each connection closes at the later of its grace's
+/// end and its own instant. The closes span at least half the window, the
+/// report says so too, and the drain still ends well inside the deadline.
+#[tokio::test]
+async fn live_idle_connections_close_at_instants_spread_over_the_window() {
+    let server = TestServer::start(Config {
+        drain_spread: Duration::from_secs(5),
+        drain_spread_rate: 125,
+        drain_spread_burst: 0,
+        keepalive_grace: Duration::from_secs(1),
+        shutdown_timeout: Duration::from_secs(10),
+        ..test_config()
+    })
+    .await;
+    let mut conns = idle_connections(&server, 500).await;
+    // Used once more, all within a moment: live when the drain begins.
+    let used = Instant::now();
+    for conn in &mut conns {
+        http::send_get(conn, "/livez").await;
+        assert_eq!(http::read_response(conn).await.unwrap().status, 200);
+    }
+    assert!(
+        used.elapsed() < Duration::from_millis(500),
+        "the second round of requests took {:?}",
+        used.elapsed()
+    );
+    let closes = closes_seen(conns);
     let started = Instant::now();
     server.shutdown();
     let mut closed = Vec::new();
@@ -70,21 +100,47 @@ async fn idle_connections_close_at_instants_spread_over_the_window() {
     }
     let report = server.report_within(STOP).await;
     assert_eq!(report.outcome, Outcome::Drained);
-    assert_eq!(report.spread, Duration::from_secs(1));
+    assert_eq!(report.spread, Duration::from_secs(4));
     assert!(
-        span(&closed) >= Duration::from_millis(500),
+        span(&closed) >= Duration::from_secs(2),
         "closes spanned {:?}",
         span(&closed)
     );
     let (first, last) = report.goodbyes.expect("goodbyes were drawn");
+    assert!(last - first >= Duration::from_secs(2), "{first:?}..{last:?}");
     assert!(
-        last - first >= Duration::from_millis(500),
-        "{first:?}..{last:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "the drain took {:?}",
         started.elapsed()
+    );
+}
+
+/// Connections dormant when the drain begins (idle for longer than the
+/// grace) are nobody's next request: 500 of them close at once, although
+/// the same crowd of live connections would be spread over 5 s, and no
+/// goodbye is drawn for them.
+#[tokio::test]
+async fn dormant_idle_connections_close_at_once_whatever_the_spread() {
+    let server = spreading(Duration::from_secs(5)).await;
+    let conns = idle_connections(&server, 500).await;
+    // Idle for longer than the keep-alive grace (20 ms).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let closes = closes_seen(conns);
+    let started = Instant::now();
+    server.shutdown();
+    let mut closed = Vec::new();
+    for close in closes {
+        closed.push(tokio::time::timeout(STOP, close).await.unwrap().unwrap());
+    }
+    let report = server.report_within(STOP).await;
+    assert_eq!(report.outcome, Outcome::Drained);
+    assert_eq!(report.spread, Duration::from_secs(5));
+    assert_eq!(report.goodbyes, None);
+    let last = closed.iter().max().unwrap();
+    assert!(
+        *last - started < Duration::from_secs(1),
+        "the last close came {:?} after the signal",
+        *last - started
     );
 }
 

@@ -178,11 +178,17 @@ where
             }
             if *this.draining
                 && !*this.told
-                && let Some(end) = keepalive_grace::close_at(activity, since, t.keepalive_grace)
-                // Its own instant in the spread window (the state's
-                // address names the connection: the same instant each
-                // time it asks), and never before its grace.
-                && let end = end.max(this.shutdown.spread().instant_for(*this.state as *const ConnState as u64))
+                // Dormant at the drain's start: at once; live: at its own
+                // instant in the spread window (the state's address names
+                // the connection: the same instant each time it asks), and
+                // never before its grace.
+                && let Some(end) = keepalive_grace::close_at(
+                    activity,
+                    since,
+                    t.keepalive_grace,
+                    this.shutdown.spread(),
+                    *this.state as *const ConnState as u64,
+                )
                 && end < due.0
             {
                 due = (end, Ends::Grace);

@@ -67,10 +67,28 @@
 use std::time::{Duration, Instant};
 
 use crate::http1_state::Activity;
+use crate::shutdown::spread::Spread;
 
 /// In the drain: when to close a connection that is in `activity` since
 /// `since`, if it is idle. `None` while it is busy or reading a head: its
 /// response will carry `Connection: close`.
-pub fn close_at(activity: Activity, since: Instant, grace: Duration) -> Option<Instant> {
-    (activity == Activity::Idle).then(|| since + grace)
+///
+/// A connection already dormant when the drain began (idle for longer
+/// than the grace) closes at once; a live one at the later of its grace's
+/// end and its own instant in the spread (`key` names it there).
+pub fn close_at(
+    activity: Activity,
+    since: Instant,
+    grace: Duration,
+    spread: &Spread,
+    key: u64,
+) -> Option<Instant> {
+    if activity != Activity::Idle {
+        return None;
+    }
+    let end = since + grace;
+    Some(match spread.started() {
+        Some(start) if end <= start => end,
+        _ => end.max(spread.instant_for(key)),
+    })
 }

@@ -82,6 +82,11 @@ impl Spread {
         self.first.store(u64::MAX, Relaxed);
     }
 
+    /// When the drain began; `None` before.
+    pub fn started(&self) -> Option<Instant> {
+        self.start.get().copied()
+    }
+
     /// The window, as it was set when the drain began.
     pub fn window(&self) -> Duration {
         Duration::from_nanos(self.window.load(Relaxed))
