@@ -5,6 +5,7 @@
 //! cargo bench --bench churn -- --quick           # tiny counts, seconds
 //! cargo bench --bench churn -- --json out.json   # also write the figures
 //! cargo bench --bench churn -- --only drain_idle # one phase (for a profiler)
+//! cargo bench --bench churn -- --only drain_idle --drain-conns 2000
 //! cargo bench --bench churn -- --access-log       # A logs every request
 //! cargo bench --bench churn -- --cost             # instructions, counted (valgrind)
 //! ```
@@ -174,6 +175,13 @@ impl Options {
                         .filter(|&s: &f64| s > 0.0 && s <= 60.0)
                         .ok_or("--secs takes seconds in (0, 60]")?;
                     opts.run_for = Duration::from_secs_f64(secs);
+                }
+                "--drain-conns" => {
+                    opts.drain_conns = value("--drain-conns")?
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or("--drain-conns takes a positive integer")?;
                 }
                 "--only" => {
                     let phase = value("--only")?;
@@ -596,10 +604,8 @@ fn drain_idle(
             // The default limit is 10,000: leave room above the count so
             // the limit is never what the drain waits behind.
             max_connections: n + 1024,
-            // The drain's own cost, not the wait `--drain-spread` adds on
-            // purpose (10,000 goodbyes at 1000 a second: 10 s), which the
-            // storm bench measures.
-            drain_spread: Duration::ZERO,
+            // Everything else as it comes: these connections are dormant
+            // when the drain begins, so the spread does not hold them.
             ..config_a()
         };
         let a = server_rt.block_on(async { ServerA::start(config.clone()) })?;
@@ -608,10 +614,11 @@ fn drain_idle(
         wait_for("every idle connection to be open", || {
             app.metrics.open_connections() == n as u64
         })?;
-        // Idle means idle for longer than the keep-alive grace: one used
-        // within it is kept open for the rest of it, by design (its
-        // client may be sending; see `keepalive_grace`), and the restart
-        // bench measures that case. These were all just used.
+        // Idle means idle for longer than the keep-alive grace (dormant):
+        // one used within it is kept open for the rest of it and waits
+        // for its instant in the spread, by design (its client may be
+        // sending; see `keepalive_grace`), and the restart and storm
+        // benches measure that case. These were all just used.
         std::thread::sleep(config.keepalive_grace + IDLE_MARGIN);
         let (fired, report, returned) = server_rt.block_on(a.shutdown());
         runs_ms.push((returned - fired).as_secs_f64() * 1e3);

@@ -134,12 +134,14 @@ pub struct Cli {
     pub idle_timeout: Duration,
 
     /// When the drain begins, a keep-alive connection used within this long
-    /// stays open until it has been idle this long, and its next response
-    /// carries `Connection: close`, so a client sending its next request
-    /// right then gets an answer instead of a reset. Idle connections older
-    /// than this close at once. Go: none (nginx: `keepalive_min_timeout`).
-    /// At most 1m.
-    #[arg(long, env = "LAMEDUCK_KEEPALIVE_GRACE", default_value = "250ms", value_parser = duration_in(Duration::ZERO, MAX_GRACE))]
+    /// stays open until it has been idle this long (and its spread instant
+    /// has come), and its next response carries `Connection: close`, so a
+    /// client sending its next request right then gets an answer instead of
+    /// a reset. Idle connections older than this are dormant and close at
+    /// once, outside the spread. 2 s covers clients that send once a second,
+    /// through a balancer too (250ms broke 6-11 such requests per restart
+    /// behind HAProxy). Go: none (nginx: `keepalive_min_timeout`). At most 1m.
+    #[arg(long, env = "LAMEDUCK_KEEPALIVE_GRACE", default_value = "2s", value_parser = duration_in(Duration::ZERO, MAX_GRACE))]
     pub keepalive_grace: Duration,
 
     /// A handler (including reading the body) that runs longer is answered

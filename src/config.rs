@@ -35,11 +35,11 @@ pub const DEFAULT_DRAIN_SPREAD_RATE: u32 = 1000;
 pub const DEFAULT_DRAIN_SPREAD_BURST: u64 = 500;
 
 /// The default `keepalive_grace`. A client that reuses a keep-alive
-/// connection does so within a round trip plus its own think time; a
-/// quarter of a second covers a busy client with room to spare, and keeps
-/// the drain of connections that are merely pooled, not used, short. The
-/// measurement is in `conn::keepalive_grace`.
-pub const DEFAULT_KEEPALIVE_GRACE: Duration = Duration::from_millis(250);
+/// connection does so within a round trip plus its own think time; two
+/// seconds cover clients that send once a second, through a balancer too,
+/// and they are the most the drain waits for connections that are merely
+/// pooled. The measurement is in `conn::keepalive_grace`.
+pub const DEFAULT_KEEPALIVE_GRACE: Duration = Duration::from_secs(2);
 
 /// The default `idempotency_ttl`: a day, as Stripe's keys last. A client
 /// retrying a lost answer does so within seconds or minutes; a day also

@@ -107,7 +107,10 @@ async fn live_idle_connections_close_at_instants_spread_over_the_window() {
         span(&closed)
     );
     let (first, last) = report.goodbyes.expect("goodbyes were drawn");
-    assert!(last - first >= Duration::from_secs(2), "{first:?}..{last:?}");
+    assert!(
+        last - first >= Duration::from_secs(2),
+        "{first:?}..{last:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "the drain took {:?}",

@@ -53,9 +53,11 @@ pub const SERVE_BARE_H2: &str = "--serve-bare-h2";
 /// Every mode this executable serves B in.
 pub const SERVE_MODES: [&str; 3] = [SERVE_BARE, SERVE_BARE_GRACEFUL, SERVE_BARE_H2];
 
-/// Longer than A's keep-alive grace (250 ms) under callgrind's slowdown:
-/// the drain's idle connections are idle for longer, so they close at once.
-const IDLE_WAIT: Duration = Duration::from_millis(1_000);
+/// Longer than A's keep-alive grace under callgrind's slowdown: the
+/// drain's idle connections are dormant, so they close at once.
+fn idle_wait() -> Duration {
+    lameduck::Config::default().keepalive_grace + Duration::from_millis(1_000)
+}
 
 /// The targets: A's instructions per unit at most B's.
 pub const TARGET: f64 = 1.00;
@@ -237,7 +239,7 @@ fn counted(
     let server = Server::start(cmd)?;
     let held = (work.units)(server.addr, units);
     if work.count_from_stop && held.is_ok() {
-        std::thread::sleep(IDLE_WAIT);
+        std::thread::sleep(idle_wait());
         zero_counters(server.pid)?;
     }
     server.stop()?;

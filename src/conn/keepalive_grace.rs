@@ -12,14 +12,19 @@
 //! So when the drain begins, each HTTP/1 connection is closed by how
 //! recently it was used, like nginx's `keepalive_min_timeout`:
 //!
-//! * **idle for longer than the grace** (`--keepalive-grace`): closed at
-//!   once. Its client is not in the middle of anything; a thousand such
-//!   connections do not delay the exit.
-//! * **used within the grace**, or **busy** with a request: kept open. The
-//!   next response on it carries `Connection: close` (the service adds it
-//!   to every HTTP/1 response once the drain has begun), so the client
-//!   learns, with a response in hand, to open its next request elsewhere.
-//!   If it stays idle until its grace ends, it is closed then.
+//! * **dormant, idle for longer than the grace** (`--keepalive-grace`)
+//!   when the drain begins: closed at once, outside the drain's spread
+//!   (`shutdown::spread`). Its client is not in the middle of anything,
+//!   and a pooled client opens a new connection only when it next has a
+//!   request, at a time of its own; a thousand such connections do not
+//!   delay the exit.
+//! * **live, used within the grace**, or **busy** with a request: kept
+//!   open. The next response on it carries `Connection: close` (the
+//!   service adds it to every HTTP/1 response once the drain has begun,
+//!   at the connection's instant in the spread), so the client learns,
+//!   with a response in hand, to open its next request elsewhere. If it
+//!   stays idle until its grace ends and its instant has come, it is
+//!   closed then.
 //!
 //! [`close_at`] is the rule; the connection's timer (`http1_deadlines`)
 //! applies it, with the same timer that runs its header and idle
@@ -44,11 +49,13 @@
 //! HTTP/2 needs none of this: its GOAWAY names the last stream the server
 //! will process, so the client knows which requests ran.
 //!
-//! # Why 250 ms
+//! # Why 2 s
 //!
-//! The default comes from the restart bench (`benches/restart.rs`) with
-//! SIGHUP upgrades, 10 upgrades per load, 32 workers, and
-//! `LAMEDUCK_KEEPALIVE_GRACE` set per run. Failed requests per upgrade:
+//! A grace shorter than the clients' pause between requests only moves
+//! the race to the end of the grace. The first measurement came from the
+//! restart bench (`benches/restart.rs`) with SIGHUP upgrades, 10 upgrades
+//! per load, 32 workers, and `LAMEDUCK_KEEPALIVE_GRACE` set per run.
+//! Failed requests per upgrade:
 //!
 //! | `--keepalive-grace` | back-to-back keep-alive | 10 ms think time | churn |
 //! |---|---:|---:|---:|
@@ -57,12 +64,28 @@
 //! | 50ms | 0.0 | 0.0 | 0.0 |
 //! | 250ms | 0.0 | 0.0 | 0.0 |
 //!
-//! A grace shorter than the clients' pause between requests only moves
-//! the race to the end of the grace (10 ms against a 10 ms think time is
-//! worse than none). 250 ms covers clients that pause for up to about a
-//! fifth of a second, and it is also the most a drain waits for
-//! connections that are only pooled, not used: a drain of 10,000
-//! connections all used within the last 250 ms takes 250 ms.
+//! (10 ms against a 10 ms think time is worse than none.) That chose
+//! 250 ms, for clients that pause up to a fifth of a second. Clients that
+//! pause for a second, a dashboard or a poller, still raced it, and
+//! through a balancer the race widens: HAProxy's hop stands between the
+//! server's FIN and the client seeing it, so the client's own check of
+//! its socket before reuse comes too late. The storm bench's rebalancing
+//! rows (`cargo bench --bench storm -- --only rebalance`: 2,000 clients
+//! sending every 0.8–1.2 s through HAProxy `mode tcp`, one of two
+//! instances restarted), broken keep-alive requests per row, without and
+//! with `--max-connection-age 10s`:
+//!
+//! | `--keepalive-grace` | age off | age 10s |
+//! |---|---:|---:|
+//! | 250ms | 6, 6 | 10, 11 |
+//! | 1s | 3 | 12 |
+//! | **2s** | **0, 0** | **0, 0** |
+//!
+//! At 2 s every such client gets its goodbye on a response, none on a
+//! FIN. The grace is also the line between live and dormant, and the most
+//! a drain waits for a connection that was used and then fell silent: a
+//! server whose pool was used a second before the signal exits 2 s
+//! later; one whose connections are all dormant exits at once.
 
 use std::time::{Duration, Instant};
 

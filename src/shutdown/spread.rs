@@ -15,7 +15,16 @@
 //! anew for each response, which makes the chance that a response carries
 //! `Connection: close` ramp from 0 to 1 over the window (Envoy's
 //! `--drain-strategy gradual`). HAProxy's `close-spread-time` is the same
-//! idea for idle connections.
+//! idea for idle connections. An idle keep-alive connection that was
+//! already dormant when the drain began (unused for longer than
+//! `--keepalive-grace`) draws nothing and closes at once: nobody is
+//! waiting on it, and a pooled client reconnects only when it next has a
+//! request (`conn::keepalive_grace`). So a server whose connections are
+//! merely pooled exits at once, however many there are. The window is
+//! still sized by every connection open at the drain, dormant ones too:
+//! the server keeps no count of them, so where many are dormant the live
+//! ones are spread more thinly than their number needs, never past
+//! `--drain-spread`.
 //!
 //! How many goodbyes go at once, and how fast the rest follow, is a token
 //! bucket ([`Pace`]): the first `--drain-spread-burst` of the connections
