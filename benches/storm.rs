@@ -74,7 +74,8 @@ use servers::Servers;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One item every this long, for the hub clients to follow.
+/// One item every this long, for the hub clients to follow: each is a
+/// fan-out to every WebSocket client at once (`--item-every`).
 const ITEM_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a crowd may take to connect, and to reconnect after a
@@ -92,6 +93,9 @@ pub struct Options {
     pub only: Option<String>,
     /// Long-lived clients in the storm rows.
     pub clients: usize,
+    /// How often the storm rows' writer creates an item, which the hub
+    /// sends to every WebSocket client at once (`--item-every D`).
+    pub item_every: Duration,
     pub restarts: usize,
     /// `--drain-spread` values for the storm rows besides `0s`; `None`:
     /// the binary's default.
@@ -116,6 +120,7 @@ impl Options {
             quick: false,
             only: None,
             clients: 10_000,
+            item_every: ITEM_EVERY,
             restarts: 3,
             spreads: Vec::new(),
             burst_sizes: vec![1_000, 2_000, 5_000, 10_000],
@@ -144,7 +149,7 @@ impl Options {
         }
     }
 
-    /// `--quick`, `--only PART`, `--clients N`, `--restarts N`, `--spreads
+    /// `--quick`, `--only PART`, `--clients N`, `--restarts N`, `--item-every D`, `--spreads
     /// A,B`, `--bursts N,M`, `--backlogs N,M`, `--rebalance-clients N`,
     /// `--age D`, `--age-grace D`, `--flags 'FLAGS'`, `--bin PATH`, `--json
     /// PATH`. Other
@@ -178,6 +183,7 @@ impl Options {
                 }
                 "--clients" => opts.clients = positive(&value(&arg)?, &arg)?,
                 "--restarts" => opts.restarts = positive(&value(&arg)?, &arg)?,
+                "--item-every" => opts.item_every = duration(&value(&arg)?, &arg)?,
                 "--rebalance-clients" => opts.rebalance_clients = positive(&value(&arg)?, &arg)?,
                 "--spreads" => {
                     let v = value(&arg)?;
@@ -356,6 +362,9 @@ fn storm_row(rt: &Runtime, opts: &Options, method: &str, spread: &str) -> StormR
         wave: Default::default(),
         failures: Default::default(),
         items_created: 0,
+        p99_near_items_ms: 0.0,
+        p99_apart_ms: 0.0,
+        near_items: 0,
         restarts: Vec::new(),
         error: None,
     };
@@ -388,7 +397,7 @@ fn storm_row(rt: &Runtime, opts: &Options, method: &str, spread: &str) -> StormR
     };
     let addr = servers.addr();
     let stop_writer = CancellationToken::new();
-    let writer = rt.spawn(write_items(addr, stop_writer.clone()));
+    let writer = rt.spawn(write_items(addr, opts.item_every, stop_writer.clone()));
     let crowd = Crowd::start(rt, addr, Mix::thirds(opts.clients), 0);
     let mut all = Vec::new();
     if !crowd.wait_connected(CONNECT_LIMIT) {
@@ -437,16 +446,16 @@ fn storm_row(rt: &Runtime, opts: &Options, method: &str, spread: &str) -> StormR
         }
     }
     stop_writer.cancel();
-    let (created, failed_creates) = rt.block_on(writer).unwrap_or_default();
+    let written = rt.block_on(writer).unwrap_or_default();
     // The feed reads the store every 100 ms: let the last items reach the
     // hub clients before they stop.
     std::thread::sleep(Duration::from_secs(1));
     let hubs = crowd.stop(rt);
     row.failures = crowd_failures(&row);
-    row.failures.lost += crowd::hub_lost(&hubs, &created);
-    row.failures.non_2xx += failed_creates;
-    row.items_created = created.len();
-    row.sum_up(&all);
+    row.failures.lost += crowd::hub_lost(&hubs, &written.ids);
+    row.failures.non_2xx += written.failed;
+    row.items_created = written.ids.len();
+    row.sum_up(&all, &written.at);
     if let Err(e) = servers.stop() {
         row.error.get_or_insert(format!("stop: {e}"));
     }
@@ -476,19 +485,30 @@ fn crowd_failures(row: &StormRow) -> crowd::Failures {
         })
 }
 
-/// Creates an item every [`ITEM_EVERY`] until stopped: the ids created,
-/// and how many creates failed.
-async fn write_items(addr: SocketAddr, stop: CancellationToken) -> (Vec<u64>, u64) {
-    let (mut created, mut failed) = (Vec::new(), 0);
-    let mut tick = tokio::time::interval(ITEM_EVERY);
+/// What the item writer did: the ids created, when each create was
+/// answered, and how many creates failed.
+#[derive(Debug, Default)]
+struct Written {
+    ids: Vec<u64>,
+    at: Vec<Instant>,
+    failed: u64,
+}
+
+/// Creates an item `every` so long until stopped.
+async fn write_items(addr: SocketAddr, every: Duration, stop: CancellationToken) -> Written {
+    let mut written = Written::default();
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return (created, failed),
+            _ = stop.cancelled() => return written,
             _ = tick.tick() => {}
         }
         match create_item(addr).await {
-            Some(id) => created.push(id),
-            None => failed += 1,
+            Some(id) => {
+                written.ids.push(id);
+                written.at.push(Instant::now());
+            }
+            None => written.failed += 1,
         }
     }
 }

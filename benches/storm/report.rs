@@ -11,6 +11,16 @@ use super::netstat::ListenCounters;
 /// The width of the window the peak is counted in.
 pub const PEAK_WINDOW: Duration = Duration::from_millis(10);
 
+/// The p99 of `latencies`, in milliseconds (0 if there are none).
+fn p99(latencies: impl Iterator<Item = Duration>) -> f64 {
+    let mut of: Vec<Duration> = latencies.collect();
+    of.sort();
+    match of.len() {
+        0 => 0.0,
+        n => ms(of[((n - 1) as f64 * 0.99).round() as usize]),
+    }
+}
+
 /// One restart's reconnects, summed up.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Wave {
@@ -55,16 +65,10 @@ impl Wave {
         let peak = counts.iter().copied().max().unwrap_or(0);
         let mut p99_by_kind_ms = [0.0; 3];
         for kind in [Kind::KeepAlive, Kind::Stream, Kind::Socket] {
-            let mut of: Vec<Duration> = reconnects
+            p99_by_kind_ms[kind as usize] = p99(reconnects
                 .iter()
                 .filter(|r| r.kind == kind)
-                .map(Reconnect::latency)
-                .collect();
-            of.sort();
-            if !of.is_empty() {
-                p99_by_kind_ms[kind as usize] =
-                    ms(of[((of.len() - 1) as f64 * 0.99).round() as usize]);
-            }
+                .map(Reconnect::latency));
         }
         let mean = reconnects.len() as f64 / windows as f64;
         Wave {
@@ -113,13 +117,35 @@ pub struct StormRow {
     pub wave: Wave,
     pub failures: Failures,
     pub items_created: usize,
+    /// The p99 again, split by when the reconnect began: within
+    /// [`NEAR_ITEM`] after an item was created (while the hub sends it to
+    /// every WebSocket client), and the others; and how many were near.
+    pub p99_near_items_ms: f64,
+    pub p99_apart_ms: f64,
+    pub near_items: usize,
     pub restarts: Vec<StormRestart>,
     pub error: Option<String>,
 }
 
+/// How long after an item's creation a reconnect counts as near it: the
+/// feed reads the store at most 100 ms after a write, and the fan-out to
+/// ten thousand clients takes about as long again.
+pub const NEAR_ITEM: Duration = Duration::from_millis(300);
+
 impl StormRow {
-    pub fn sum_up(&mut self, all: &[Reconnect]) {
+    /// The row's figures from all its reconnects, and the instants its
+    /// items were created (`items`, in order).
+    pub fn sum_up(&mut self, all: &[Reconnect], items: &[tokio::time::Instant]) {
         self.wave = Wave::of(all);
+        let near = |r: &&Reconnect| {
+            // The last item created before this reconnect began.
+            let i = items.partition_point(|&at| at <= r.connect);
+            i > 0 && r.connect - items[i - 1] < NEAR_ITEM
+        };
+        let (near, apart): (Vec<&Reconnect>, Vec<&Reconnect>) = all.iter().partition(near);
+        self.near_items = near.len();
+        self.p99_near_items_ms = p99(near.iter().map(|r| r.latency()));
+        self.p99_apart_ms = p99(apart.iter().map(|r| r.latency()));
         // The ratio of the whole row would mix restarts seconds apart:
         // the worst single restart's is the one that matters.
         self.wave.peak_to_mean = self
@@ -251,13 +277,14 @@ impl Figures {
         if !self.storms.is_empty() {
             out.push_str("\nstorm: every restart of each row, summed (peak/mean and span: the worst restart)\n");
             out.push_str(&format!(
-                "{:<36} {:>6} {:>6} {:>7} {:>7} {:>8} {:>8} {:>5} {:>7} {:>6} {:>9} {:>6} {:>5} {:>4}\n",
+                "{:<36} {:>6} {:>6} {:>7} {:>7} {:>8} {:>11} {:>8} {:>5} {:>7} {:>6} {:>9} {:>6} {:>5} {:>4}\n",
                 "row",
                 "ovfl",
                 "drops",
                 "reconn",
                 "p50 ms",
                 "p99 ms",
+                "near/apart",
                 "max ms",
                 ">1s",
                 "span",
@@ -269,13 +296,14 @@ impl Figures {
             ));
             for s in &self.storms {
                 out.push_str(&format!(
-                    "{:<36} {:>6} {:>6} {:>7} {:>7.1} {:>8.1} {:>8.1} {:>5} {:>7.0} {:>6} {:>9.1} {:>6} {:>5} {:>4}{}\n",
+                    "{:<36} {:>6} {:>6} {:>7} {:>7.1} {:>8.1} {:>11} {:>8.1} {:>5} {:>7.0} {:>6} {:>9.1} {:>6} {:>5} {:>4}{}\n",
                     s.name,
                     s.listen_overflows,
                     s.listen_drops,
                     s.wave.reconnects,
                     s.wave.p50_ms,
                     s.wave.p99_ms,
+                    format!("{:.0}/{:.0}", s.p99_near_items_ms, s.p99_apart_ms),
                     s.wave.max_ms,
                     s.wave.over_1s,
                     s.wave.span_ms,
