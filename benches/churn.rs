@@ -8,6 +8,7 @@
 //! cargo bench --bench churn -- --only drain_idle --drain-conns 2000
 //! cargo bench --bench churn -- --access-log       # A logs every request
 //! cargo bench --bench churn -- --cost             # instructions, counted (valgrind)
+//! cargo bench --bench churn -- --pinned --only keepalive   # server and client on a CPU each
 //! ```
 //!
 //! `--cost` measures no time at all: it counts instructions per request and
@@ -101,6 +102,9 @@ pub struct Options {
     pub access_log: bool,
     /// Count instructions instead of timing (`--cost`).
     pub cost: bool,
+    /// Server and client on a CPU each, one worker thread apiece
+    /// (`--pinned`).
+    pub pinned: bool,
 }
 
 impl Options {
@@ -121,6 +125,7 @@ impl Options {
             only: None,
             access_log: false,
             cost: false,
+            pinned: false,
         }
     }
 
@@ -141,6 +146,7 @@ impl Options {
             only: None,
             access_log: false,
             cost: false,
+            pinned: false,
         }
     }
 
@@ -161,6 +167,15 @@ impl Options {
                 "--json" => opts.json = Some(PathBuf::from(value("--json")?)),
                 "--access-log" => opts.access_log = true,
                 "--cost" => opts.cost = true,
+                "--pinned" => {
+                    opts.pinned = true;
+                    // More and shorter alternations: a slow second of the
+                    // machine's spoils one round, not a seventh of them.
+                    if !opts.quick {
+                        opts.rounds = PINNED_ROUNDS;
+                        opts.run_for = PINNED_RUN;
+                    }
+                }
                 "--rounds" => {
                     opts.rounds = value("--rounds")?
                         .parse()
@@ -200,6 +215,11 @@ impl Options {
         self.only.as_deref().is_none_or(|only| only == phase)
     }
 }
+
+/// `--pinned`'s rounds, each A then B, and their length (`--rounds` and
+/// `--secs` after it still override them).
+const PINNED_ROUNDS: usize = 21;
+const PINNED_RUN: Duration = Duration::from_millis(700);
 
 /// Longer than a quiet accept loop takes to reap finished connection tasks
 /// (once a second).
@@ -335,14 +355,7 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
     // Server and client descriptors for the drain phase, plus slack.
     let want = 2 * opts.drain_conns.max(opts.idle_conns) as u64 + 512;
     let nofile = measure::raise_nofile(want);
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name(SERVER_THREADS)
-        .enable_all()
-        .build()?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name(CLIENT_THREADS)
-        .enable_all()
-        .build()?;
+    let (server_rt, client_rt) = runtimes(opts)?;
 
     let a_config = lameduck::Config {
         access_log: opts.access_log,
@@ -414,6 +427,32 @@ pub fn run(opts: &Options) -> Result<Figures, BoxError> {
     })
 }
 
+/// The server's and the client's runtimes. By default each has a worker
+/// per CPU, and they share the CPUs. `--pinned`: one worker each, the
+/// server's threads on the first allowed CPU and the client's (and this
+/// thread, which drives the client) on the second, so that the rounds
+/// measure the server's work rather than who the scheduler ran first.
+fn runtimes(opts: &Options) -> Result<(Runtime, Runtime), BoxError> {
+    let mut server = tokio::runtime::Builder::new_multi_thread();
+    let mut client = tokio::runtime::Builder::new_multi_thread();
+    server.thread_name(SERVER_THREADS).enable_all();
+    client.thread_name(CLIENT_THREADS).enable_all();
+    if opts.pinned {
+        let cpus = measure::allowed_cpus();
+        let [server_cpu, client_cpu, ..] = cpus[..] else {
+            return Err(format!("--pinned needs two CPUs; this process may use {cpus:?}").into());
+        };
+        server
+            .worker_threads(1)
+            .on_thread_start(move || measure::pin_this_thread(server_cpu));
+        client
+            .worker_threads(1)
+            .on_thread_start(move || measure::pin_this_thread(client_cpu));
+        measure::pin_this_thread(client_cpu);
+    }
+    Ok((server.build()?, client.build()?))
+}
+
 /// One load figure: `rounds` × (A, B), medians and ratio.
 fn load_figure(
     client_rt: &Runtime,
@@ -445,6 +484,8 @@ struct Run {
     p99: f64,
     server_cpu: f64,
     client_cpu: f64,
+    /// The server's CPU µs per completed unit.
+    cpu_us: f64,
     errors: u64,
 }
 
@@ -465,6 +506,7 @@ fn measured_run(rt: &Runtime, addr: SocketAddr, mode: Mode, conc: usize, dur: Du
         p50: measure::quantile(&mut run.latencies_us, 0.50),
         p99: measure::quantile(&mut run.latencies_us, 0.99),
         server_cpu: (s1 - s0).as_secs_f64() / wall,
+        cpu_us: (s1 - s0).as_secs_f64() * 1e6 / run.ok.max(1) as f64,
         client_cpu: (c1 - c0).as_secs_f64() / wall,
         errors: run.errors,
     }
@@ -478,6 +520,8 @@ fn side(runs: &[Run]) -> Side {
         p99_us: med(|r| r.p99),
         server_cpu: med(|r| r.server_cpu),
         client_cpu: med(|r| r.client_cpu),
+        cpu_us_per_unit: med(|r| r.cpu_us),
+        cpu_runs: runs.iter().map(|r| r.cpu_us).collect(),
         errors: runs.iter().map(|r| r.errors).sum(),
         runs: runs.iter().map(|r| r.rate).collect(),
     }

@@ -64,6 +64,18 @@ fn spread(runs: &[f64], decimals: usize) -> String {
     format!("{min:.decimals$}–{max:.decimals$}")
 }
 
+/// Half the range of `runs` over their median, in percent: `±x %`, how far
+/// the rounds strayed.
+pub fn plus_minus_pct(runs: &[f64]) -> f64 {
+    if runs.is_empty() {
+        return 0.0;
+    }
+    let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let median = crate::measure::median(runs);
+    50.0 * (max - min) / median
+}
+
 /// One server's medians over its runs of one figure.
 #[derive(Debug, Default, Serialize)]
 pub struct Side {
@@ -79,6 +91,11 @@ pub struct Side {
     /// The same for the client runtime: if it nears the core count, the
     /// client, not the server, is the limit.
     pub client_cpu: f64,
+    /// The server's CPU time per unit (request or connection), µs: the
+    /// median over runs of each run's server CPU over its count.
+    pub cpu_us_per_unit: f64,
+    /// Each run's server CPU µs per unit, in order.
+    pub cpu_runs: Vec<f64>,
     /// Failed requests over all runs (should be 0).
     pub errors: u64,
     /// The rate of each run, in order.
@@ -213,37 +230,54 @@ impl Figures {
         let _ = writeln!(
             t,
             "A = lameduck::Server (defaults), B = bare hyper http1 loop; medians; \
-             rounds = spread of A/B per round (of A, B for memory and drain); cpu in cores (server/client)\n"
+             rounds = spread of A/B per round (of A, B for memory and drain); \
+             ±% = half the range of the rounds over their median, of A, of B, of A/B; \
+             cpu in cores (server/client), and the server's CPU µs per unit\n"
         );
         let _ = writeln!(
             t,
-            "{:<22} {:>7} {:>10} {:>10} {:>6} {:>13}  {:>15} {:>15}  {:>11} {:>11}  {:>6}",
+            "{:<22} {:>7} {:>10} {:>10} {:>6} {:>13} {:>15}  {:>15} {:>15}  {:>11} {:>11} {:>22}  {:>6}",
             "figure",
             "unit",
             "A",
             "B",
             "A/B",
             "rounds",
+            "±% A/B/ratio",
             "A p50/p99 µs",
             "B p50/p99 µs",
             "A cpu s/c",
             "B cpu s/c",
+            "cpu µs A/B",
             "errors"
         );
         for f in &self.load {
             let _ = writeln!(
                 t,
-                "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3} {:>13}  {:>15} {:>15}  {:>11} {:>11}  {:>6}",
+                "{:<22} {:>7} {:>10.0} {:>10.0} {:>6.3} {:>13} {:>15}  {:>15} {:>15}  {:>11} {:>11} {:>22}  {:>6}",
                 f.name,
                 f.unit,
                 f.a.rate,
                 f.b.rate,
                 f.ratio,
                 spread(&f.round_ratios, 3),
+                format!(
+                    "{:.1}/{:.1}/{:.1}",
+                    plus_minus_pct(&f.a.runs),
+                    plus_minus_pct(&f.b.runs),
+                    plus_minus_pct(&f.round_ratios)
+                ),
                 format!("{:.0}/{:.0}", f.a.p50_us, f.a.p99_us),
                 format!("{:.0}/{:.0}", f.b.p50_us, f.b.p99_us),
                 format!("{:.2}/{:.2}", f.a.server_cpu, f.a.client_cpu),
                 format!("{:.2}/{:.2}", f.b.server_cpu, f.b.client_cpu),
+                format!(
+                    "{:.2}/{:.2} ±{:.0}/{:.0}%",
+                    f.a.cpu_us_per_unit,
+                    f.b.cpu_us_per_unit,
+                    plus_minus_pct(&f.a.cpu_runs),
+                    plus_minus_pct(&f.b.cpu_runs)
+                ),
                 f.a.errors + f.b.errors,
             );
         }
