@@ -72,7 +72,9 @@ pub fn plus_minus_pct(runs: &[f64]) -> f64 {
     }
     let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
     let max = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let median = crate::measure::median(runs);
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
     50.0 * (max - min) / median
 }
 
