@@ -242,18 +242,26 @@ pub fn cost_programs() -> std::io::Result<cost::Programs> {
     })
 }
 
-/// `--cost`: the counted table (1,000 and 3,000 requests; `--quick`: 100
-/// and 300), or what to install if callgrind is missing.
+/// `--cost`: the counted table (1,000 and 3,000 requests, 2 and 6
+/// upgrades; `--quick`: 100 and 300, 1 and 3), or what to install if
+/// callgrind is missing.
 fn cost_mode(opts: &Options) -> ExitCode {
     if let Some(missing) = cost::missing_tools() {
         eprintln!("churn: {missing}");
         return ExitCode::from(2);
     }
     let n = if opts.quick { 100 } else { 1_000 };
-    let counted = cost_programs().and_then(|programs| cost::run(&programs, n));
+    // Upgrades: 2 and 6 (`--quick`: 1 and 3), each a start under callgrind.
+    let upgrades = if opts.quick { 1 } else { 2 };
+    let counted = cost_programs().and_then(|programs| {
+        Ok((
+            cost::run(&programs, n)?,
+            cost::upgrade(&programs, upgrades)?,
+        ))
+    });
     match counted {
-        Ok(costs) => {
-            print!("{}", cost::table(&costs));
+        Ok((costs, upgrade)) => {
+            print!("{}", cost::table(&costs, Some(&upgrade)));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -49,12 +49,14 @@ fn main() -> ExitCode {
 
 /// Both figures are counted for both servers: positive, finite counts
 /// per unit (a request costs a few thousand instructions, a connection
-/// more), a ratio, and a list of the functions where lameduck spends more.
+/// more), a ratio, and a list of the functions where lameduck spends more;
+/// and lameduck's upgrade, both processes counted.
 /// A failed request or a server that did not exit cleanly fails the run.
 fn the_cost_mode_counts_both_servers_per_request_and_per_connection() {
     let programs = churn::cost_programs().expect("the programs");
     let costs = cost::run(&programs, 100).expect("the cost mode runs");
-    print!("{}", cost::table(&costs));
+    let upgrade = cost::upgrade(&programs, 1).expect("the upgrades are counted");
+    print!("{}", cost::table(&costs, Some(&upgrade)));
     let names: Vec<&str> = costs.iter().map(|c| c.name).collect();
     assert_eq!(
         names,
@@ -81,4 +83,12 @@ fn the_cost_mode_counts_both_servers_per_request_and_per_connection() {
         "a connection costs more than a request on it"
     );
     assert!(!request.top.is_empty(), "no function list");
+    // A new process's start: far more than a request, and counted at all
+    // only if callgrind followed the old process's child.
+    assert!(
+        upgrade.per_upgrade > 100.0 * request.a,
+        "{} instructions per upgrade",
+        upgrade.per_upgrade
+    );
+    assert!(!upgrade.top.is_empty(), "no function list for the upgrade");
 }

@@ -20,6 +20,7 @@
 //! | `h2_request` | `GET /healthz` as one stream of one HTTP/2 connection (h2c, prior knowledge), answered |
 //! | `churned_connection` | connect, `GET /healthz` with `Connection: close`, read to the end, close |
 //! | `drained_idle_connection` | the drain of one idle keep-alive connection: SIGTERM to the exit, counted from a zeroing of the counters (`callgrind_control -z`) just before the signal; A with `--drain-spread 0s`, B with hyper-util's graceful watcher |
+//! | `upgrade` | one in-place upgrade with nothing in flight: SIGHUP to the old process's exit, the old process's part and the new one's start, both under callgrind (`--trace-children`); A only, bare hyper has none |
 //!
 //! The client runs outside callgrind, with blocking sockets, one unit at
 //! a time: its instructions are not counted, and its speed does not matter.
@@ -248,6 +249,113 @@ fn counted(
         total: total_of(&out)?,
         functions: functions_of(&out)?,
     })
+}
+
+/// The upgrade's figure: the instructions of one in-place upgrade, from
+/// the SIGHUP to the old process's exit, the old process's part and the
+/// new process's start together. Bare hyper has no upgrade, so there is
+/// no B and no ratio; the functions are A's own.
+#[derive(Debug, Clone)]
+pub struct UpgradeCost {
+    pub per_upgrade: f64,
+    pub top: Vec<(String, f64)>,
+}
+
+/// Counts `n` and `3n` upgrades of A, with nothing in flight: each adds a
+/// process that starts and then hands over, while the first start and
+/// the last shutdown are in both counts and cancel out.
+pub fn upgrade(programs: &Programs, n: u64) -> std::io::Result<UpgradeCost> {
+    // The new processes are the old ones' children; when an old one
+    // exits, they are this process's to reap.
+    lameduck::testing::process::become_subreaper()?;
+    let small = counted_upgrades(programs, n)?;
+    let large = counted_upgrades(programs, 3 * n)?;
+    let units = (2 * n) as f64;
+    let mut top: Vec<(String, f64)> = large
+        .functions
+        .iter()
+        .map(|(f, ir)| {
+            let before = small.functions.get(f).copied().unwrap_or(0);
+            (f.clone(), (*ir as f64 - before as f64) / units)
+        })
+        .filter(|(_, per)| *per >= 1.0)
+        .collect();
+    top.sort_by(|x, y| y.1.total_cmp(&x.1));
+    top.truncate(10);
+    Ok(UpgradeCost {
+        per_upgrade: (large.total - small.total) as f64 / units,
+        top,
+    })
+}
+
+/// Starts A under callgrind, following the processes it starts
+/// (`--trace-children`), upgrades it `upgrades` times by SIGHUP, each
+/// time waiting for the new process to be ready and the old one to exit,
+/// then stops the last with SIGTERM: the counts of every process, summed.
+fn counted_upgrades(programs: &Programs, upgrades: u64) -> std::io::Result<Count> {
+    let prefix = format!("callgrind.upgrade.{upgrades}.");
+    for old in std::fs::read_dir(&programs.out_dir)? {
+        let old = old?;
+        if old.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_file(old.path())?;
+        }
+    }
+    let out = programs.out_dir.join(format!("{prefix}%p"));
+    let mut cmd = Command::new("valgrind");
+    cmd.arg("--tool=callgrind")
+        .arg("--trace-children=yes")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(&programs.lameduck)
+        .args(["--addr", "127.0.0.1:0"])
+        // A new process under callgrind starts some fifty times slower.
+        .args(["--upgrade-timeout", "300s"]);
+    let mut server = Server::start(cmd)?;
+    for _ in 0..upgrades {
+        let mark = server.log.mark();
+        signal(server.pid, libc::SIGHUP)?;
+        let ready = lameduck::testing::process::poll_until(PROCESS_WAIT, || {
+            server.log.find_after(mark, |line| {
+                line.contains("the new process is ready")
+                    .then(|| {
+                        lameduck::testing::process::field(line, "new_pid")?
+                            .parse()
+                            .ok()
+                    })
+                    .flatten()
+            })
+        });
+        let Some(new_pid) = ready else {
+            return Err(std::io::Error::other(format!(
+                "no new process was ready: {}",
+                server.log.tail(5)
+            )));
+        };
+        match wait_exit(server.pid, PROCESS_WAIT) {
+            Some(Exit::Code(0) | Exit::Unknown) => server.pid = new_pid,
+            other => {
+                return Err(std::io::Error::other(format!(
+                    "the old process exited {other:?}: {}",
+                    server.log.tail(5)
+                )));
+            }
+        }
+    }
+    server.stop()?;
+    let mut count = Count {
+        total: 0,
+        functions: HashMap::new(),
+    };
+    for file in std::fs::read_dir(&programs.out_dir)? {
+        let file = file?;
+        if !file.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        count.total += total_of(&file.path())?;
+        for (f, ir) in functions_of(&file.path())? {
+            *count.functions.entry(f).or_insert(0) += ir;
+        }
+    }
+    Ok(count)
 }
 
 /// `callgrind_control -z`: every counter of the process back to 0, so
@@ -527,8 +635,9 @@ pub fn serve_bare(mode: &str) -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-/// The table: instructions per unit, A/B, and where A spends more.
-pub fn table(costs: &[Cost]) -> String {
+/// The table: instructions per unit, A/B, and where A spends more; and
+/// the upgrade's count, if it was taken.
+pub fn table(costs: &[Cost], upgrade: Option<&UpgradeCost>) -> String {
     let mut out = String::from(
         "instructions per unit, counted under callgrind (difference of two runs, n and 3n)\n\
          figure                        A (lameduck)   B (bare hyper)     A/B   target\n",
@@ -543,6 +652,12 @@ pub fn table(costs: &[Cost]) -> String {
             c.ratio()
         ));
     }
+    if let Some(u) = upgrade {
+        out.push_str(&format!(
+            "{:<28} {:>14.0} {:>16} {:>7}   (no bare-hyper upgrade to compare)\n",
+            "upgrade", u.per_upgrade, "-", "-"
+        ));
+    }
     for c in costs {
         out.push_str(&format!(
             "\n{}: where A spends more than B (instructions per unit, self)\n",
@@ -550,6 +665,14 @@ pub fn table(costs: &[Cost]) -> String {
         ));
         for (f, more) in &c.top {
             out.push_str(&format!("  {more:>9.0}  {f}\n"));
+        }
+    }
+    if let Some(u) = upgrade {
+        out.push_str(
+            "\nupgrade: where A spends its instructions (per upgrade, self, both processes)\n",
+        );
+        for (f, per) in &u.top {
+            out.push_str(&format!("  {per:>9.0}  {f}\n"));
         }
     }
     out
