@@ -156,7 +156,7 @@ pub fn download(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
         }
     };
     let body = DownloadBody::new(app.clone(), seed, first, last, rate);
-    let mut res = Response::new(Either::Right(Either::Right(body)));
+    let mut res = Response::new(Either::Right(Box::new(Either::Right(body))));
     *res.status_mut() = status;
     let headers = res.headers_mut();
     headers.insert(

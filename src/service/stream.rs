@@ -45,7 +45,7 @@ pub fn stream(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
         Err(e) => return respond::json_error(StatusCode::BAD_REQUEST, e),
     };
     let body = EventStream::new(app.clone(), interval, first_id);
-    let mut res = Response::new(Either::Right(Either::Left(body)));
+    let mut res = Response::new(Either::Right(Box::new(Either::Left(body))));
     let headers = res.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
