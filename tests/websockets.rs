@@ -158,6 +158,50 @@ fn hub_clients_see_every_item_once_in_order_across_five_upgrades() {
     );
 }
 
+/// 700 hub clients, more than the feed wakes at once (its waves are of
+/// about 256 waiters), while items are created: every client sees every
+/// item exactly once and in order, the last wave as well as the first.
+#[test]
+fn every_hub_client_gets_every_item_when_the_fan_out_comes_in_waves() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let db = TempDb::new("waves");
+    let server = Lameduck::start(bin(), &["--db", db.arg()], STEP).expect("lameduck starts");
+    let addr = server.addr();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stop = CancellationToken::new();
+    let lasts: Vec<Arc<AtomicU64>> = (0..700).map(|_| Arc::default()).collect();
+    let clients: Vec<_> = lasts
+        .iter()
+        .map(|last| rt.spawn(followers::follow_hub(addr, 0, last.clone(), stop.clone())))
+        .collect();
+    rt.block_on(async {
+        support::eventually_async(STEP, "700 sockets open", || async {
+            websockets_open(addr).await == 700
+        })
+        .await
+    });
+    let writing = CancellationToken::new();
+    let writer = rt.spawn(create_items(
+        addr,
+        Duration::from_millis(20),
+        writing.clone(),
+    ));
+    std::thread::sleep(Duration::from_millis(1000));
+    writing.cancel();
+    let (created, failed_creates) = rt.block_on(writer).unwrap();
+    assert_eq!(failed_creates, 0, "every create got 201");
+    let last = *created.last().expect("items were created");
+    rt.block_on(caught_up(&lasts, last, STEP));
+    assert_eq!(server.terminate(STEP).unwrap(), Exit::Code(0));
+    for (i, client) in clients.into_iter().enumerate() {
+        let client = rt.block_on(client).expect("a client ran");
+        assert_eq!(
+            client.ids, created,
+            "client {i} saw every item once, in order"
+        );
+    }
+}
+
 /// A new WebSocket during the lame-duck phase is refused with `503` and
 /// `Retry-After` (the on-shutdown hook has told the hub), while the
 /// socket already open keeps receiving items until the drain closes it
