@@ -11,16 +11,6 @@
 //! into JSON. A thousand open sockets then cost one query per new batch,
 //! not a thousand.
 //!
-//! A new item is not handed to every waiter at the same instant. Each
-//! waiter waits on one of [`LANES`] lanes, taken in turn, and the worker
-//! publishes lane by lane, pausing [`WAVE_GAP`] after every [`WAVE`]
-//! waiters it has woken. Three thousand WebSockets woken at once are three
-//! thousand writes queued before anything else the runtime has to do: a
-//! client reconnecting then (after a restart, say) waits behind all of
-//! them, for a tenth of a second on two cores. Paced, the fan-out takes
-//! about as long, but in waves with room between them for the accept loop
-//! and the requests; a few hundred waiters still get the item at once.
-//!
 //! A waiter asks for the items above the id it has seen
 //! ([`Feed::after`]). If the tail covers that id, the answer comes from
 //! memory; if the id is older (a client reconnecting after a restart,
@@ -42,7 +32,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,23 +49,6 @@ pub const FEED_POLL: Duration = Duration::from_millis(100);
 /// How many items the tail keeps: a waiter further behind than this reads
 /// the store instead.
 const TAIL_LEN: usize = 4096;
-
-/// The lanes the waiters are spread over: the fan-out's unit. Enough
-/// that a wave can stop close to [`WAVE`] waiters however many there
-/// are (ten thousand waiters are about 160 a lane).
-const LANES: usize = 64;
-
-/// How many waiters the worker wakes before it pauses: about what two
-/// cores write to WebSockets in a few milliseconds. A server with fewer
-/// waiters than this hands every item out at once.
-const WAVE: usize = 256;
-
-/// The pause between two waves: a little longer than a wave's writes
-/// take here (about 5 µs each, from the storm bench), so that the queue
-/// of woken sessions is empty again when the next wave comes, and a
-/// reconnect waits behind one wave at most. 3,333 waiters are 14 waves,
-/// about 50 ms.
-const WAVE_GAP: Duration = Duration::from_millis(4);
 
 /// How many items one read of the store brings, for the worker and for a
 /// waiter catching up.
@@ -122,28 +94,22 @@ impl Tail {
 /// The live feed. One per server, in its `App`.
 #[derive(Debug)]
 pub struct Feed {
-    /// The latest tail, once per lane. Their receivers are the waiters;
-    /// while there are none, the worker does not read the store.
-    lanes: Vec<watch::Sender<Arc<Tail>>>,
-    /// The lane the next waiter takes.
-    next_lane: AtomicUsize,
+    /// The latest tail. Its receivers are the waiters; while there are
+    /// none, the worker does not read the store.
+    tail: watch::Sender<Arc<Tail>>,
     /// A write in this process created an item: read now.
     poke: Notify,
 }
 
 impl Default for Feed {
     fn default() -> Self {
-        // Covers nothing until the worker has read where the store is:
-        // every waiter reads the store meanwhile.
-        let nothing = Arc::new(Tail {
-            from: u64::MAX,
-            entries: VecDeque::new(),
-        });
         Feed {
-            lanes: (0..LANES)
-                .map(|_| watch::Sender::new(nothing.clone()))
-                .collect(),
-            next_lane: AtomicUsize::new(0),
+            // Covers nothing until the worker has read where the store
+            // is: every waiter reads the store meanwhile.
+            tail: watch::Sender::new(Arc::new(Tail {
+                from: u64::MAX,
+                entries: VecDeque::new(),
+            })),
             poke: Notify::new(),
         }
     }
@@ -168,9 +134,7 @@ impl Feed {
         cancel: &CancellationToken,
     ) -> Result<Vec<Entry>, StoreError> {
         let limit = limit.clamp(1, PAGE);
-        // Relaxed: the counter only spreads the waiters; any order will do.
-        let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % LANES;
-        let mut tail = self.lanes[lane].subscribe();
+        let mut tail = self.tail.subscribe();
         loop {
             let now = tail.borrow_and_update().clone();
             let entries = match now.after(after, limit) {
@@ -188,34 +152,11 @@ impl Feed {
             if !entries.is_empty() {
                 return Ok(entries);
             }
-            // Nothing yet: wait for the worker's next read to reach this
-            // lane. The sender lives in the `App`, as long as any waiter.
+            // Nothing yet: wait for the worker's next read. The sender
+            // lives in the `App`, as long as any waiter.
             if tail.changed().await.is_err() {
                 return Ok(Vec::new());
             }
-        }
-    }
-}
-
-impl Feed {
-    /// How many waiters there are, on all the lanes.
-    fn waiters(&self) -> usize {
-        self.lanes.iter().map(|lane| lane.receiver_count()).sum()
-    }
-
-    /// Hands `tail` to every lane, a wave of about [`WAVE`] waiters at a
-    /// time, [`WAVE_GAP`] apart. A waiter that subscribes to a lane
-    /// meanwhile sees either tail, and the newer one soon after: each
-    /// lane only ever moves forward.
-    async fn publish(&self, tail: Arc<Tail>) {
-        let mut woken = 0;
-        for lane in &self.lanes {
-            if woken >= WAVE {
-                tokio::time::sleep(WAVE_GAP).await;
-                woken = 0;
-            }
-            woken += lane.receiver_count();
-            lane.send_replace(tail.clone());
         }
     }
 }
@@ -238,11 +179,10 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
     };
     let mut entries: VecDeque<Entry> = VecDeque::new();
     let mut from = to;
-    feed.publish(Arc::new(Tail {
+    feed.tail.send_replace(Arc::new(Tail {
         from,
         entries: entries.clone(),
-    }))
-    .await;
+    }));
     loop {
         tokio::select! {
             // Cancellation first: a stopping feed starts no read.
@@ -251,7 +191,7 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
             _ = feed.poke.notified() => {}
             _ = tokio::time::sleep(FEED_POLL) => {
                 // Nobody waiting: nothing to read for.
-                if feed.waiters() == 0 {
+                if feed.tail.receiver_count() == 0 {
                     continue;
                 }
             }
@@ -278,11 +218,10 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) {
                 from = entries.pop_front().map_or(from, |e| e.id);
             }
             let full = items.len() == PAGE;
-            feed.publish(Arc::new(Tail {
+            feed.tail.send_replace(Arc::new(Tail {
                 from,
                 entries: entries.clone(),
-            }))
-            .await;
+            }));
             if !full {
                 break;
             }
