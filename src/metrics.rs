@@ -131,7 +131,7 @@ impl Metrics {
 
     /// Connections open now. (SeqCst loads, which cost what relaxed ones
     /// do on x86: the connection limit relies on their order; see
-    /// `conn_limit`.)
+    /// `conn::limit`.)
     pub fn open_connections(&self) -> u64 {
         let closed = self.connections_closed.load(SeqCst);
         self.connections_accepted

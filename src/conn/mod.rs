@@ -412,11 +412,12 @@ struct OpenConnection<'a>(&'a ConnectionConfig);
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        // SeqCst: the accept loop, waiting at the limit, sets its flag and
-        // then reads this count; this adds and then reads the flag. One of
-        // the two sees the other (see `conn_limit`).
+        // SeqCst: a waiter (the accept loop at the limit, the drain) sets
+        // its threshold and then reads this count; this adds and then
+        // reads the threshold. One of the two sees the other (see
+        // `conn::limit`).
         let cfg = self.0;
         cfg.app.metrics.connections_closed.fetch_add(1, SeqCst);
-        cfg.limit.released();
+        cfg.limit.released(&cfg.app.metrics);
     }
 }

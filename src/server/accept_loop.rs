@@ -108,7 +108,7 @@ impl Acceptor {
         let app = conn_config.app();
         let writes = app.shutdown.writes().clone();
         let websockets = app.websockets.tracker().clone();
-        InFlight::new(conns, workers, streams, writes, websockets)
+        InFlight::new(conns, workers, streams, writes, websockets, conn_config)
     }
 
     /// Accepts connections until `until` resolves, and returns its output.

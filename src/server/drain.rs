@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -22,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::app::App;
+use crate::conn::ConnectionConfig;
 use crate::server::report::Outcome;
 use crate::server::tally::{Tally, log_if_panicked};
 use crate::shutdown::phase::Phase;
@@ -47,6 +49,9 @@ pub(crate) struct InFlight {
     /// WebSocket sessions: upgraded connections, which left their
     /// connection task at the `101`.
     pub websockets: TaskTracker,
+    /// The connection tasks' shared part: its limit counts them open,
+    /// and wakes the drain once none is.
+    pub conn_config: Arc<ConnectionConfig>,
     /// How tasks ended, for the report.
     pub tally: Tally,
 }
@@ -62,6 +67,7 @@ impl InFlight {
         streams: TaskTracker,
         writes: TaskTracker,
         websockets: TaskTracker,
+        conn_config: Arc<ConnectionConfig>,
     ) -> Self {
         InFlight {
             conns,
@@ -69,6 +75,7 @@ impl InFlight {
             streams,
             writes,
             websockets,
+            conn_config,
             tally: Tally::default(),
         }
     }
@@ -98,6 +105,7 @@ impl InFlight {
                 streams,
                 writes,
                 websockets,
+                conn_config,
                 tally,
             } = self;
             if conns.is_empty()
@@ -115,14 +123,14 @@ impl InFlight {
                 biased;
                 _ = force.as_mut() => return Outcome::ForcedBySignal,
                 _ = &mut deadline => return Outcome::ForcedByDeadline,
-                Some(res) = conns.join_next() => {
-                    // This one, and every other one that has finished too,
-                    // without a turn of this loop each: at a drain,
-                    // thousands of idle connections end at once.
-                    let mut next = Some(res);
-                    while let Some(res) = next {
+                // Woken once, when the last connection task has given its
+                // slot back, rather than by each task that ends: at a
+                // drain, thousands of idle connections end at once. Each
+                // has then ended or is returning (its slot is the last
+                // thing it drops), so collecting them takes one turn.
+                _ = conn_config.limit().none_open(&conn_config.app().metrics), if !conns.is_empty() => {
+                    while let Some(res) = conns.join_next().await {
                         tally.conns_finished += usize::from(log_if_panicked(res));
-                        next = conns.try_join_next();
                     }
                 }
                 Some(res) = workers.join_next() => tally.worker(res),
