@@ -160,6 +160,7 @@ impl Options {
         } else {
             Options::full()
         };
+        let (mut rounds_given, mut secs_given) = (false, false);
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -167,16 +168,9 @@ impl Options {
                 "--json" => opts.json = Some(PathBuf::from(value("--json")?)),
                 "--access-log" => opts.access_log = true,
                 "--cost" => opts.cost = true,
-                "--pinned" => {
-                    opts.pinned = true;
-                    // More and shorter alternations: a slow second of the
-                    // machine's spoils one round, not a seventh of them.
-                    if !opts.quick {
-                        opts.rounds = PINNED_ROUNDS;
-                        opts.run_for = PINNED_RUN;
-                    }
-                }
+                "--pinned" => opts.pinned = true,
                 "--rounds" => {
+                    rounds_given = true;
                     opts.rounds = value("--rounds")?
                         .parse()
                         .ok()
@@ -184,6 +178,7 @@ impl Options {
                         .ok_or("--rounds takes a positive integer")?;
                 }
                 "--secs" => {
+                    secs_given = true;
                     let secs: f64 = value("--secs")?
                         .parse()
                         .ok()
@@ -208,6 +203,17 @@ impl Options {
                 _ => {}
             }
         }
+        // `--pinned`: more and shorter alternations, so that a slow second
+        // of the machine's spoils one round, not a seventh of them; unless
+        // `--rounds` or `--secs` say otherwise, wherever they come.
+        if opts.pinned && !opts.quick {
+            if !rounds_given {
+                opts.rounds = PINNED_ROUNDS;
+            }
+            if !secs_given {
+                opts.run_for = PINNED_RUN;
+            }
+        }
         Ok(opts)
     }
 
@@ -217,7 +223,7 @@ impl Options {
 }
 
 /// `--pinned`'s rounds, each A then B, and their length (`--rounds` and
-/// `--secs` after it still override them).
+/// `--secs` still override them).
 const PINNED_ROUNDS: usize = 21;
 const PINNED_RUN: Duration = Duration::from_millis(700);
 

@@ -71,3 +71,26 @@ fn quick_bench_measures_every_figure_against_both_servers() {
     assert_eq!(parsed["drain_idle"]["name"], drain.name.as_str());
     assert!(figures.table().contains("mem_churn_1k"));
 }
+
+/// `--pinned` brings its own rounds and their length, but `--rounds` and
+/// `--secs` win wherever they stand on the command line.
+#[test]
+fn rounds_and_secs_win_over_pinned_in_either_order() {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let pinned = churn::Options::from_args(args(&["--pinned"])).expect("options");
+    assert_eq!(pinned.rounds, 21);
+    assert_eq!(pinned.run_for, std::time::Duration::from_millis(700));
+    for order in [
+        &["--rounds", "5", "--secs", "1.5", "--pinned"][..],
+        &["--pinned", "--rounds", "5", "--secs", "1.5"][..],
+    ] {
+        let opts = churn::Options::from_args(args(order)).expect("options");
+        assert!(opts.pinned, "{order:?}");
+        assert_eq!(opts.rounds, 5, "{order:?}");
+        assert_eq!(
+            opts.run_for,
+            std::time::Duration::from_millis(1500),
+            "{order:?}"
+        );
+    }
+}

@@ -198,6 +198,7 @@ fn figure(programs: &Programs, name: &'static str, n: u64, work: &Work) -> std::
         .iter()
         .map(|(f, a)| (f.clone(), a - b_fns.get(f).copied().unwrap_or(0.0)))
         .filter(|(_, more)| *more >= 1.0)
+        .filter(|(f, _)| !(work.count_from_stop && open_at_rest(f)))
         .collect();
     top.sort_by(|x, y| y.1.total_cmp(&x.1));
     top.truncate(10);
@@ -206,6 +207,41 @@ fn figure(programs: &Programs, name: &'static str, n: u64, work: &Work) -> std::
         a: per_unit[&Which::A],
         b: per_unit[&Which::B],
         top,
+    })
+}
+
+/// The frames every thread of a server at rest is inside: the entry
+/// points, the runtime's loops, `main` blocked on the server. A count
+/// zeroed while they are open (the drain's) charges each of them, as its
+/// own, everything its callees did after the zeroing; their self counts
+/// there are the thread's whole work again, not theirs, so the drain's
+/// list leaves them out.
+const OPEN_AT_REST: [&str; 17] = [
+    "(below main)",
+    "main",
+    "0x",
+    "__libc_start_main",
+    "std::rt::lang_start",
+    "__rust_begin_short_backtrace",
+    "lameduck::main",
+    "Runtime::block_on",
+    "runtime::enter_runtime",
+    "Thread>::new::thread_start",
+    "FnOnce::call_once{{vtable.shim}}",
+    "multi_thread::worker::run",
+    "blocking::pool::Inner::run",
+    "BlockingTask<T>",
+    "Scoped<T>::set",
+    "task::raw::poll",
+    "Core<T,S>::poll",
+];
+
+/// Whether `function` is one of [`OPEN_AT_REST`].
+fn open_at_rest(function: &str) -> bool {
+    OPEN_AT_REST.iter().any(|frame| match *frame {
+        "main" | "(below main)" => function == *frame,
+        "0x" => function.starts_with("0x"),
+        frame => function.contains(frame),
     })
 }
 
