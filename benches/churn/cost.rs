@@ -216,9 +216,11 @@ fn figure(programs: &Programs, name: &'static str, n: u64, work: &Work) -> std::
 /// own, everything its callees did after the zeroing; their self counts
 /// there are the thread's whole work again, not theirs, so the drain's
 /// list leaves them out.
-const OPEN_AT_REST: [&str; 17] = [
+const OPEN_AT_REST: [&str; 19] = [
     "(below main)",
     "main",
+    "clone",
+    "start_thread",
     "0x",
     "__libc_start_main",
     "std::rt::lang_start",
@@ -239,7 +241,7 @@ const OPEN_AT_REST: [&str; 17] = [
 /// Whether `function` is one of [`OPEN_AT_REST`].
 fn open_at_rest(function: &str) -> bool {
     OPEN_AT_REST.iter().any(|frame| match *frame {
-        "main" | "(below main)" => function == *frame,
+        "main" | "(below main)" | "clone" | "start_thread" => function == *frame,
         "0x" => function.starts_with("0x"),
         frame => function.contains(frame),
     })
