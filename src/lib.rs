@@ -196,6 +196,12 @@
 //!   response it closes on, reading until the client's FIN, at most 1 s or
 //!   64 KiB, unless the client asked to close, sent no body, and nothing it
 //!   sent is waiting unread (`conn::lingering_close`).
+//! - **Knowing the drain is over.** Go's `Shutdown` polls: it checks for
+//!   idle connections on a ticker that starts at 1 ms and doubles up to
+//!   500 ms, so the last connection's end is seen up to half a second
+//!   late. lameduck's drain sleeps until the open-connection count, which
+//!   every ending connection updates anyway, reaches zero, and is woken
+//!   once, then (`ConnLimit::none_open`, `conn::limit`).
 //! - **A second signal.** After `signal.NotifyContext`'s `stop()`, a second
 //!   Ctrl-C kills a Go process with no report. Here it is a deliberate
 //!   forced close that still logs the report and exits 1.
