@@ -76,6 +76,29 @@ async fn websockets_open(addr: std::net::SocketAddr) -> u64 {
         .expect("the gauge is in /metrics")
 }
 
+/// `n` hub clients (`followers::follow_hub`) from item 0 on, once all
+/// their sockets are open: each one's last id seen, and the clients.
+fn hub_clients(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> (Vec<Arc<AtomicU64>>, Vec<tokio::task::JoinHandle<Followed>>) {
+    // Never cancelled: each client ends at the shutdown's 1001.
+    let stop = CancellationToken::new();
+    let lasts: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::default()).collect();
+    let clients = lasts
+        .iter()
+        .map(|last| rt.spawn(followers::follow_hub(addr, 0, last.clone(), stop.clone())))
+        .collect();
+    rt.block_on(async {
+        support::eventually_async(STEP, &format!("{n} sockets open"), || async {
+            websockets_open(addr).await == n as u64
+        })
+        .await
+    });
+    (lasts, clients)
+}
+
 /// 50 hub clients through 5 SIGHUP upgrades and then a SIGTERM, while
 /// items are created: every client sees every item exactly once and in
 /// order, however many times it reconnected; every close it sees is
@@ -92,18 +115,7 @@ fn hub_clients_see_every_item_once_in_order_across_five_upgrades() {
     let mut server = Lameduck::start(bin(), &["--db", db.arg()], STEP).expect("lameduck starts");
     let addr = server.addr();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let stop = CancellationToken::new();
-    let lasts: Vec<Arc<AtomicU64>> = (0..50).map(|_| Arc::default()).collect();
-    let clients: Vec<_> = lasts
-        .iter()
-        .map(|last| rt.spawn(followers::follow_hub(addr, 0, last.clone(), stop.clone())))
-        .collect();
-    rt.block_on(async {
-        support::eventually_async(STEP, "50 sockets open", || async {
-            websockets_open(addr).await == 50
-        })
-        .await
-    });
+    let (lasts, clients) = hub_clients(&rt, addr, 50);
     let writing = CancellationToken::new();
     let writer = rt.spawn(create_items(
         addr,
@@ -168,18 +180,7 @@ fn seven_hundred_hub_clients_each_see_every_item_once_in_order() {
     let server = Lameduck::start(bin(), &["--db", db.arg()], STEP).expect("lameduck starts");
     let addr = server.addr();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let stop = CancellationToken::new();
-    let lasts: Vec<Arc<AtomicU64>> = (0..700).map(|_| Arc::default()).collect();
-    let clients: Vec<_> = lasts
-        .iter()
-        .map(|last| rt.spawn(followers::follow_hub(addr, 0, last.clone(), stop.clone())))
-        .collect();
-    rt.block_on(async {
-        support::eventually_async(STEP, "700 sockets open", || async {
-            websockets_open(addr).await == 700
-        })
-        .await
-    });
+    let (lasts, clients) = hub_clients(&rt, addr, 700);
     let writing = CancellationToken::new();
     let writer = rt.spawn(create_items(
         addr,
