@@ -215,13 +215,11 @@ fn figure(programs: &Programs, name: &'static str, n: u64, work: &Work) -> std::
 /// zeroed while they are open (the drain's) charges each of them, as its
 /// own, everything its callees did after the zeroing; their self counts
 /// there are the thread's whole work again, not theirs, so the drain's
-/// list leaves them out.
-const OPEN_AT_REST: [&str; 19] = [
-    "(below main)",
-    "main",
-    "clone",
-    "start_thread",
-    "0x",
+/// list leaves them out. These are whole names…
+const AT_REST_NAMED: [&str; 4] = ["(below main)", "main", "clone", "start_thread"];
+
+/// …and these are parts of names (generic and closure frames).
+const AT_REST_WITHIN: [&str; 14] = [
     "__libc_start_main",
     "std::rt::lang_start",
     "__rust_begin_short_backtrace",
@@ -238,13 +236,12 @@ const OPEN_AT_REST: [&str; 19] = [
     "Core<T,S>::poll",
 ];
 
-/// Whether `function` is one of [`OPEN_AT_REST`].
+/// Whether `function` is a frame open at rest. An address (`0x…`) is a
+/// frame without a symbol: libc's entry code.
 fn open_at_rest(function: &str) -> bool {
-    OPEN_AT_REST.iter().any(|frame| match *frame {
-        "main" | "(below main)" | "clone" | "start_thread" => function == *frame,
-        "0x" => function.starts_with("0x"),
-        frame => function.contains(frame),
-    })
+    function.starts_with("0x")
+        || AT_REST_NAMED.contains(&function)
+        || AT_REST_WITHIN.iter().any(|part| function.contains(part))
 }
 
 /// One process's count: the total, and each function's own instructions.

@@ -55,7 +55,11 @@ impl ConnLimit {
     }
 
     /// Resolves once fewer than `n` connections are open. One waiter at a
-    /// time: the accept loop while it runs, the drain after it.
+    /// time: the accept loop while it runs, the drain after it. Dropped
+    /// while it waits (a `select!` that took another branch), it leaves
+    /// its threshold set: at worst a connection that ends stores one
+    /// wake-up, which the next waiter checks against the count and
+    /// ignores.
     async fn below(&self, n: u64, metrics: &Metrics) {
         while metrics.open_connections() >= n {
             let notified = self.room.notified();
