@@ -85,7 +85,12 @@ use super::{
 
 /// Reader connections. Reads never wait for the writer in WAL mode, but
 /// they wait for a free reader: four lets a slow search run beside the
-/// ordinary lists and gets on a two-core machine.
+/// ordinary lists and gets on a two-core machine. More would not make
+/// reads faster there: in the storm bench (`benches/README.md`) reads
+/// waited tens of milliseconds for one of the four, and with sixteen that
+/// wait was gone and as much time was spent instead between the query's
+/// end and a runtime worker taking up its answer: what queued was the
+/// CPU, not the connections.
 pub(crate) const READERS: usize = 4;
 
 /// One page of items, in id order: `GET /api/items`.
@@ -670,8 +675,8 @@ mod tests {
 
     /// A cached statement run with new values each time is prepared once.
     /// Without the planner's stability guarantee (`schema::configure`),
-    /// binding a new `LIMIT` marks the list stale, and every run after
-    /// the first parses and plans it again.
+    /// every bind marks the list stale (its plan looked at the `LIMIT`),
+    /// and every run parses and plans it again: 50 times in 50 runs.
     #[test]
     fn a_cached_list_is_not_prepared_again_when_its_values_change() {
         let dir = std::env::temp_dir().join(format!("lameduck-reprepare-{}", std::process::id()));
