@@ -679,10 +679,7 @@ mod tests {
     /// and every run parses and plans it again: 50 times in 50 runs.
     #[test]
     fn a_cached_list_is_not_prepared_again_when_its_values_change() {
-        let dir = std::env::temp_dir().join(format!("lameduck-reprepare-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("items.db");
-        let mut conn = Connection::open(&path).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
         schema::configure(&conn).unwrap();
         schema::migrate(&mut conn).unwrap();
         for limit in 1..=50_i64 {
@@ -696,9 +693,6 @@ mod tests {
         }
         let stmt = conn.prepare_cached(LIST).unwrap();
         let again = stmt.get_status(StatementStatus::RePrepare);
-        drop(stmt);
-        drop(conn);
-        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             again, 0,
             "the list was prepared again {again} times in 50 runs"
