@@ -29,6 +29,7 @@ use crate::conn::{self, ConnectionConfig};
 use crate::server::accept_errors::AcceptBackoff;
 use crate::server::drain::InFlight;
 use crate::server::tally::log_if_panicked;
+use crate::server::when_woken::WhenWoken;
 
 /// How often a quiet accept loop reaps finished connection tasks.
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -113,11 +114,16 @@ impl Acceptor {
 
     /// Accepts connections until `until` resolves, and returns its output.
     pub async fn accept_until<T>(&mut self, until: impl Future<Output = T>) -> T {
-        let mut until = pin!(until);
+        // The trigger and the tick are polled only when they wake the
+        // task, not at every accept (see `when_woken`).
+        let mut until = pin!(WhenWoken::new(until));
         // A quiet listener still reaps, so that finished tasks do not
         // wait for the next connection to be counted and freed.
         let mut reap_tick = tokio::time::interval(REAP_EVERY);
         reap_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut reap_tick = pin!(WhenWoken::new(std::future::poll_fn(move |cx| {
+            reap_tick.poll_tick(cx).map(drop)
+        })));
         loop {
             tokio::select! {
                 // The trigger first, so that a flood of connections cannot
@@ -141,7 +147,7 @@ impl Acceptor {
                         }
                     }
                 },
-                _ = reap_tick.tick() => self.reap(),
+                _ = &mut reap_tick => self.reap(),
             }
         }
     }

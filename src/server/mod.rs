@@ -28,6 +28,7 @@ pub(crate) mod hooks;
 pub(crate) mod report;
 pub(crate) mod tally;
 pub(crate) mod timeline;
+pub(crate) mod when_woken;
 
 use std::future::Future;
 use std::pin::{Pin, pin};
