@@ -130,18 +130,61 @@ impl Body for ConnBody {
 /// `keep-alive`. Then nothing more can come from it, and the close after
 /// the response need not linger (`lingering_close`).
 pub fn client_closes<B: Body>(req: &hyper::Request<B>) -> bool {
-    let says = |token: &str| {
+    // Byte by byte, with no check that the value is text first: a value
+    // that is not is no `close` or `keep-alive` either, and the common
+    // case (no `Connection` header, or one short value) is one lookup.
+    let says = |token: &[u8]| {
         req.headers()
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+            .any(|v| has_token(v.as_bytes(), token))
     };
     let closes = if req.version() <= hyper::Version::HTTP_10 {
-        !says("keep-alive")
+        !says(b"keep-alive")
     } else {
-        says("close")
+        says(b"close")
     };
     closes && req.body().is_end_stream()
+}
+
+/// Whether the comma-separated list `value` holds `token` (any case,
+/// spaces around it allowed).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    // The usual value is the token alone: one comparison.
+    value.eq_ignore_ascii_case(token)
+        || value
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::Empty;
+    use hyper::{Request, Version};
+
+    use super::*;
+
+    fn closes(version: Version, connection: &[&str]) -> bool {
+        let mut req = Request::builder().version(version);
+        for value in connection {
+            req = req.header(header::CONNECTION, *value);
+        }
+        client_closes(&req.body(Empty::<Bytes>::new()).unwrap())
+    }
+
+    #[test]
+    fn the_connection_header_is_read_as_a_list_of_tokens_in_any_case() {
+        let v11 = Version::HTTP_11;
+        assert!(!closes(v11, &[]));
+        assert!(closes(v11, &["close"]));
+        assert!(closes(v11, &["Close"]));
+        assert!(closes(v11, &["keep-alive, close"]));
+        assert!(closes(v11, &["te", " CLOSE "]));
+        assert!(!closes(v11, &["closed"]));
+        assert!(!closes(v11, &["keep-alive"]));
+        let v10 = Version::HTTP_10;
+        assert!(closes(v10, &[]));
+        assert!(!closes(v10, &["Keep-Alive"]));
+        assert!(closes(v10, &["upgrade"]));
+    }
 }
