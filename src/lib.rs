@@ -55,7 +55,9 @@
 //! - `server`: also `accept_loop` (accept, reap, stop when told),
 //!   `accept_errors` (classified, with back-off), `hooks` (on-shutdown
 //!   callbacks, `RegisterOnShutdown`), `tally` (how the waited-for tasks
-//!   ended) and `timeline` (when each phase began).
+//!   ended), `timeline` (when each phase began) and `when_woken` (the
+//!   accept loop's trigger, polled only when it wakes the task, not at
+//!   every accept).
 //! - `shutdown`: also `phase` (the phases as a small state machine,
 //!   [`Phase`]), [`health_checkers`] (`--drain-checks`), `spread` (the
 //!   drain's goodbyes over a window, `--drain-spread`), `stop` (why the
