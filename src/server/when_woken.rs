@@ -8,7 +8,7 @@
 //! once-a-second reaping tick, and the listener. The listener wakes it
 //! once per connection; the other two almost never. Yet each accept
 //! polled them both: a cancellation token's lock, a channel's receive,
-//! a timer's state, about 1,300 instructions per churned connection,
+//! a timer's state, 1,100 to 1,400 instructions per churned connection,
 //! counted under callgrind (`cargo bench --bench churn -- --cost`), for
 //! nothing.
 //!
