@@ -5,11 +5,12 @@
 //! After each accept, the connection tasks that have finished are reaped
 //! (`JoinSet::try_join_next`), and at the tick, once a second, on a quiet
 //! listener, so the set never grows and panics are logged. Reaping then,
-//! rather than as each task ends, is deliberate: a loop that waited on `join_next` would be woken once more per
-//! connection, on the busiest path there is (a finished task has already
-//! released its connection slot and its memory but a few bytes; it only
-//! waits to be counted). The server runs it twice: until the first signal
-//! (running), then until the drain delay is over (lame duck).
+//! rather than as each task ends, is deliberate: a loop that waited on
+//! `join_next` would be woken once more per connection, on the busiest
+//! path there is (a finished task has already released its connection
+//! slot and its memory but a few bytes; it only waits to be counted).
+//! The server runs it twice: until the first signal (running), then
+//! until the drain delay is over (lame duck).
 //!
 //! The listener wakes the loop once per connection; the trigger and the
 //! tick almost never. Both are wrapped in `WhenWoken`, so an accept does

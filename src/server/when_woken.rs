@@ -16,8 +16,9 @@
 //! flag before it wakes the task. Polled while the flag is down, it only
 //! leaves the task's waker for the next wake-up (an atomic compare) and
 //! answers `Pending`; the inner future is polled only when it asked to
-//! be, and once after each answer (a ticker asked for its next tick). This is what `FuturesUnordered` does for each of its futures, and
-//! what `select!` cannot do, because it has no waker per branch.
+//! be, and once after each answer (a ticker asked for its next tick).
+//! This is what `FuturesUnordered` does for each of its futures, and what
+//! `select!` cannot do, because it has no waker per branch.
 
 use std::future::Future;
 use std::pin::Pin;
