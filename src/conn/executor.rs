@@ -6,7 +6,11 @@
 //! given, *outside* the connection future. Aborting the connection task
 //! leaves those running. [`StreamExecutor`] spawns them into a
 //! [`TaskTracker`] (so the drain can wait for them) and races each against
-//! the `force` token (so the forced close can stop them).
+//! the shutdown's `abort_streams` token (so the forced close can stop
+//! them). The race is polled at every wake-up of the stream, so it waits
+//! on the token through a [`TokenWait`](crate::shutdown::token_wait),
+//! for one relaxed load per poll instead of a turn of the token's lock,
+//! which every stream of every connection shares.
 //!
 //! Each HTTP/2 connection gets its own copy with a [`StreamCount`], so
 //! that the connection can tell when it is idle (see [`crate::conn::h2_idle`]).
@@ -19,9 +23,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::App;
 use crate::conn::h2_idle::StreamCount;
 use crate::conn::h2_stall::Watched;
 
@@ -29,7 +33,9 @@ use crate::conn::h2_stall::Watched;
 #[derive(Debug, Clone)]
 pub struct StreamExecutor {
     tracker: TaskTracker,
-    force: CancellationToken,
+    /// The server, whose forced close stops the streams
+    /// (`ShutdownState::streams_aborted`).
+    app: Arc<App>,
     /// The streams of one connection, if this copy belongs to one.
     count: Option<Arc<StreamCount>>,
     /// The write-stall limit (`--request-timeout`): how long a stream's
@@ -38,13 +44,13 @@ pub struct StreamExecutor {
 }
 
 impl StreamExecutor {
-    /// Streams spawned here are counted by `tracker`, stop when `force`
-    /// is cancelled, and are reset once their response has waited for the
-    /// client's window for `stall_limit`.
-    pub fn new(tracker: TaskTracker, force: CancellationToken, stall_limit: Duration) -> Self {
+    /// Streams spawned here are counted by `tracker`, stop at `app`'s
+    /// forced close, and are reset once their response has waited for
+    /// the client's window for `stall_limit`.
+    pub fn new(tracker: TaskTracker, app: Arc<App>, stall_limit: Duration) -> Self {
         StreamExecutor {
             tracker,
-            force,
+            app,
             count: None,
             stall_limit,
         }
@@ -64,7 +70,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, fut: F) {
-        let force = self.force.clone();
+        let app = self.app.clone();
         let open = self.count.clone().map(StreamCount::open);
         let fut = Watched::new(fut, self.stall_limit);
         // Reaped by the tracker: the drain waits for `tracker` to be empty.
@@ -72,12 +78,12 @@ where
             // Counts the stream as open until this task ends, however.
             let _open = open;
             tokio::select! {
-                // The force token first: once it is cancelled, a stream
-                // that is always ready (a fast event stream) must still
-                // stop at this poll.
+                // The forced close first: once it has come, a stream that
+                // is always ready (a fast event stream) must still stop at
+                // this poll.
                 biased;
                 // Dropping `fut` drops the handler and its stream state.
-                _ = force.cancelled() => {}
+                _ = app.shutdown.streams_aborted() => {}
                 _ = fut => {}
             }
         });

@@ -20,7 +20,6 @@ use std::time::Instant;
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{fuzz_config, read_responses, run_paused};
@@ -85,11 +84,8 @@ pub fn api_requests(input: &[u8]) {
     }
     run_paused(async move {
         let app = Arc::new(App::new(fuzz_config(), Arc::new(MemoryStore::new())));
-        let executor = StreamExecutor::new(
-            TaskTracker::new(),
-            CancellationToken::new(),
-            app.config.request_timeout,
-        );
+        let executor =
+            StreamExecutor::new(TaskTracker::new(), app.clone(), app.config.request_timeout);
         let api = Api {
             cfg: Arc::new(ConnectionConfig::new(app, executor)),
         };

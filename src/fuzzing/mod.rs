@@ -32,7 +32,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
@@ -177,11 +176,8 @@ fn serve_scripted(client: &[u8], script: Script) -> Wire {
         // HTTP/2 streams run outside the connection task (see
         // `executor`); tracked so the run can wait for them too.
         let streams = TaskTracker::new();
-        let executor = StreamExecutor::new(
-            streams.clone(),
-            CancellationToken::new(),
-            app.config.request_timeout,
-        );
+        let executor =
+            StreamExecutor::new(streams.clone(), app.clone(), app.config.request_timeout);
         let cfg = Arc::new(ConnectionConfig::new(app.clone(), executor));
         // The script's shutdown step asks for the signal; it is sent here,
         // between two polls of the connection, so that the connection

@@ -210,11 +210,8 @@ fn serve_upgraded(client: &[u8], script: Script, setup: Setup) -> Run {
                 .expect("the memory store takes an item");
         }
         let app = Arc::new(App::new(websocket_config(), store));
-        let executor = StreamExecutor::new(
-            TaskTracker::new(),
-            CancellationToken::new(),
-            app.config.request_timeout,
-        );
+        let executor =
+            StreamExecutor::new(TaskTracker::new(), app.clone(), app.config.request_timeout);
         let cfg = Arc::new(ConnectionConfig::new(app.clone(), executor));
         let io = MockIo::new(client, script, shared.clone());
         let conn = conn::serve(io, Instant::now(), None, cfg);

@@ -59,11 +59,8 @@ impl Acceptor {
     /// An accept loop over `listener`, serving `app`.
     pub fn new(listener: TcpListener, app: Arc<App>) -> Self {
         let streams = TaskTracker::new();
-        let executor = StreamExecutor::new(
-            streams.clone(),
-            app.shutdown.abort_streams_token(),
-            app.config.request_timeout,
-        );
+        let executor =
+            StreamExecutor::new(streams.clone(), app.clone(), app.config.request_timeout);
         Acceptor {
             listener,
             backoff: AcceptBackoff::default(),

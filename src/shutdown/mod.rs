@@ -154,6 +154,13 @@ impl ShutdownState {
         self.wait(&self.past_deadline, Phase::Forcing)
     }
 
+    /// Resolves at the forced close (`abort_everything`): for HTTP/2
+    /// stream tasks, which poll it at each of their wake-ups (see
+    /// [`TokenWait`]).
+    pub fn streams_aborted(&self) -> TokenWait<'_> {
+        self.wait(&self.abort_streams, Phase::Forcing)
+    }
+
     /// `token`'s cancellation, cancelled only once the phase is `from`.
     fn wait<'a>(&'a self, token: &'a CancellationToken, from: Phase) -> TokenWait<'a> {
         TokenWait::new(token, &self.phase, from)
