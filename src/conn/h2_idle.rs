@@ -31,6 +31,8 @@ use hyper::service::HttpService;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::server::when_woken::WhenWoken;
+
 /// How long a connection told to finish may go on with no open stream
 /// before it is closed without waiting any longer. A client that answers
 /// the GOAWAY's PING lets hyper close at once; this bounds one that does
@@ -56,6 +58,11 @@ where
     E: Http2ServerConnExec<S::Future, B>,
 {
     let mut conn = pin!(conn);
+    // The connection wakes this task at every frame; the drain and the
+    // idle timer almost never. Each is polled only when it woke the task
+    // (see `when_woken`), not at every frame.
+    let drain = WhenWoken::new(drain);
+    let quiet = WhenWoken::new(streams.idle_for(idle, Instant::now()));
     tokio::select! {
         // The drain first, so a connection that is still starting when
         // the drain begins is told at its first poll (hyper then sends
@@ -63,7 +70,7 @@ where
         biased;
         () = drain => debug!("drain: HTTP/2 connection told to finish"),
         res = conn.as_mut() => return res,
-        () = streams.idle_for(idle, Instant::now()) => debug!("idle HTTP/2 connection told to finish"),
+        () = quiet => debug!("idle HTTP/2 connection told to finish"),
     }
     conn.as_mut().graceful_shutdown();
     let told_at = Instant::now();

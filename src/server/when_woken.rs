@@ -19,6 +19,9 @@
 //! be, and once after each answer (a ticker asked for its next tick).
 //! This is what `FuturesUnordered` does for each of its futures, and what
 //! `select!` cannot do, because it has no waker per branch.
+//!
+//! An HTTP/2 connection's task is the same shape: its socket wakes it at
+//! every frame, its drain and its idle timer almost never (`h2_idle`).
 
 use std::future::Future;
 use std::pin::Pin;
