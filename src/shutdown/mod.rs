@@ -18,7 +18,7 @@
 //! | `closing` | the drain begins (and again at a forced close) | connections finish (HTTP/1: `Connection: close`; HTTP/2: GOAWAY); event streams end with a last event; background workers stop; writes that finish after it are counted as drained |
 //! | `past_deadline` | the shutdown deadline passes | waiting handlers answer `503` + `Retry-After` instead of being cut |
 //! | `abandon_writes` | the shutdown is forced, and only then | a write still in progress rolls back instead of committing |
-//! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task |
+//! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task (`streams_aborted`), and WebSocket sessions |
 
 pub mod health_checkers;
 pub(crate) mod phase;
@@ -190,7 +190,10 @@ impl ShutdownState {
         self.closing.clone()
     }
 
-    /// The token HTTP/2 stream tasks race against.
+    /// `abort_streams` itself, for the WebSocket sessions, which race it
+    /// in each turn of their loops. (HTTP/2 stream tasks wait on it
+    /// through [`ShutdownState::streams_aborted`], for one relaxed load
+    /// per poll.)
     pub(crate) fn abort_streams_token(&self) -> CancellationToken {
         self.abort_streams.clone()
     }
