@@ -248,9 +248,9 @@ pub fn cost_programs() -> std::io::Result<cost::Programs> {
     })
 }
 
-/// `--cost`: the counted table (1,000 and 3,000 requests, 2 and 6
-/// upgrades; `--quick`: 100 and 300, 1 and 3), or what to install if
-/// callgrind is missing.
+/// `--cost`: the counted table (1,000 and 3,000 requests and hub
+/// deliveries, 2 and 6 upgrades; `--quick`: 100 and 300, 1 and 3), or
+/// what to install if callgrind is missing.
 fn cost_mode(opts: &Options) -> ExitCode {
     if let Some(missing) = cost::missing_tools() {
         eprintln!("churn: {missing}");
@@ -262,12 +262,15 @@ fn cost_mode(opts: &Options) -> ExitCode {
     let counted = cost_programs().and_then(|programs| {
         Ok((
             cost::run(&programs, n)?,
-            cost::upgrade(&programs, upgrades)?,
+            [
+                cost::upgrade(&programs, upgrades)?,
+                cost::hub(&programs, n)?,
+            ],
         ))
     });
     match counted {
-        Ok((costs, upgrade)) => {
-            print!("{}", cost::table(&costs, Some(&upgrade)));
+        Ok((costs, own)) => {
+            print!("{}", cost::table(&costs, &own));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The churn bench's cost mode (`cargo bench --bench churn -- --cost`) in
 //! a tiny form: 100 and 300 requests over HTTP/1 and over HTTP/2, 20 and
-//! 60 connections churned and drained, each server
+//! 60 connections churned and drained, 100 and 300 hub deliveries (A
+//! only), each server
 //! under valgrind's callgrind, so that `cargo test` proves the counting
 //! works and the mode cannot rot. The debug build's counts say nothing
 //! about speed; the bench's do.
@@ -50,13 +51,15 @@ fn main() -> ExitCode {
 /// Both figures are counted for both servers: positive, finite counts
 /// per unit (a request costs a few thousand instructions, a connection
 /// more), a ratio, and a list of the functions where lameduck spends more;
-/// and lameduck's upgrade, both processes counted.
+/// and lameduck's own figures: the upgrade, both processes counted, and
+/// the hub's delivery of an item to a WebSocket.
 /// A failed request or a server that did not exit cleanly fails the run.
 fn the_cost_mode_counts_both_servers_per_request_and_per_connection() {
     let programs = churn::cost_programs().expect("the programs");
     let costs = cost::run(&programs, 100).expect("the cost mode runs");
     let upgrade = cost::upgrade(&programs, 1).expect("the upgrades are counted");
-    print!("{}", cost::table(&costs, Some(&upgrade)));
+    let hub = cost::hub(&programs, 100).expect("the hub's deliveries are counted");
+    print!("{}", cost::table(&costs, &[upgrade.clone(), hub.clone()]));
     let names: Vec<&str> = costs.iter().map(|c| c.name).collect();
     assert_eq!(
         names,
@@ -86,9 +89,17 @@ fn the_cost_mode_counts_both_servers_per_request_and_per_connection() {
     // A new process's start: far more than a request, and counted at all
     // only if callgrind followed the old process's child.
     assert!(
-        upgrade.per_upgrade > 100.0 * request.a,
+        upgrade.per_unit > 100.0 * request.a,
         "{} instructions per upgrade",
-        upgrade.per_upgrade
+        upgrade.per_unit
     );
     assert!(!upgrade.top.is_empty(), "no function list for the upgrade");
+    // A delivery is one WebSocket frame written, and a fiftieth of the
+    // item's creation: hundreds of instructions at the least.
+    assert!(
+        hub.per_unit.is_finite() && hub.per_unit > 500.0,
+        "{} instructions per hub delivery",
+        hub.per_unit
+    );
+    assert!(!hub.top.is_empty(), "no function list for the hub");
 }

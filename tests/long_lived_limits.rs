@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use lameduck::Config;
 use support::{TestServer, http, http2, test_config, websocket};
 use tokio::io::AsyncReadExt;
@@ -44,6 +44,53 @@ async fn a_websocket_that_never_answers_a_ping_is_closed_with_ping_timeout() {
     })
     .await;
     server.shutdown();
+    server.report_within(STOP).await;
+}
+
+/// A peer that keeps talking is not pinged, however long it talks: every
+/// message it sends moves the ping due `--ws-ping-interval` later. Once
+/// it falls silent, the ping comes.
+#[tokio::test]
+async fn a_websocket_that_keeps_talking_is_pinged_only_once_it_falls_silent() {
+    let interval = Duration::from_millis(200);
+    let server = TestServer::start(Config {
+        ws_ping_interval: interval,
+        ws_ping_timeout: Duration::from_secs(5),
+        ..test_config()
+    })
+    .await;
+    let url = format!("ws://{}/api/ws", server.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("a handshake");
+    // A message every quarter interval, for five intervals: the hub drops
+    // them, and nothing at all may come back.
+    let mut tick = tokio::time::interval(interval / 4);
+    let talk_until = tokio::time::Instant::now() + interval * 5;
+    let mut sent = 0;
+    while tokio::time::Instant::now() < talk_until {
+        tokio::select! {
+            _ = tick.tick() => {
+                socket.send(Message::text("still here")).await.expect("a send");
+                sent += 1;
+            }
+            next = socket.next() => panic!("nothing while the peer talks, got {next:?}"),
+        }
+    }
+    assert!(sent >= 15, "the peer talked ({sent} messages)");
+    // Silent now: the ping comes within a few intervals.
+    let silent = Instant::now();
+    match tokio::time::timeout(STOP, socket.next()).await {
+        Ok(Some(Ok(Message::Ping(_)))) => {}
+        other => panic!("a ping once the peer is silent, got {other:?}"),
+    }
+    assert!(
+        silent.elapsed() >= interval / 2,
+        "the ping waited for the silence ({:?})",
+        silent.elapsed()
+    );
+    server.shutdown();
+    while let Ok(Some(_)) = tokio::time::timeout(STOP, socket.next()).await {}
     server.report_within(STOP).await;
 }
 

@@ -21,6 +21,7 @@
 //! | `churned_connection` | connect, `GET /healthz` with `Connection: close`, read to the end, close |
 //! | `drained_idle_connection` | the drain of one idle keep-alive connection: SIGTERM to the exit, counted from a zeroing of the counters (`callgrind_control -z`) just before the signal; A with `--drain-spread 0s`, B with hyper-util's graceful watcher |
 //! | `upgrade` | one in-place upgrade with nothing in flight: SIGHUP to the old process's exit, the old process's part and the new one's start, both under callgrind (`--trace-children`); A only, bare hyper has none |
+//! | `hub_delivery` | one item delivered to one open WebSocket of the hub (`GET /api/ws`), with 50 sockets open and one `POST /api/items` per item (its share, a fiftieth, is in the figure); A only, with `--db :memory:` so that the store's disk work stays out of it |
 //!
 //! The client runs outside callgrind, with blocking sockets, one unit at
 //! a time: its instructions are not counted, and its speed does not matter.
@@ -286,41 +287,64 @@ fn counted(
     })
 }
 
-/// The upgrade's figure: the instructions of one in-place upgrade, from
-/// the SIGHUP to the old process's exit, the old process's part and the
-/// new process's start together. Bare hyper has no upgrade, so there is
-/// no B and no ratio; the functions are A's own.
+/// A figure of A's alone, with nothing in bare hyper to compare it to
+/// (an upgrade, a hub delivery): its instructions per unit, and the
+/// functions A spends them in.
 #[derive(Debug, Clone)]
-pub struct UpgradeCost {
-    pub per_upgrade: f64,
+pub struct OwnCost {
+    pub name: &'static str,
+    pub per_unit: f64,
     pub top: Vec<(String, f64)>,
+}
+
+impl OwnCost {
+    /// From the counts at `n` and `3n` units.
+    fn between(name: &'static str, small: &Count, large: &Count, n: u64) -> OwnCost {
+        let units = (2 * n) as f64;
+        let mut top: Vec<(String, f64)> = large
+            .functions
+            .iter()
+            .map(|(f, ir)| {
+                let before = small.functions.get(f).copied().unwrap_or(0);
+                (f.clone(), (*ir as f64 - before as f64) / units)
+            })
+            .filter(|(_, per)| *per >= 1.0)
+            .collect();
+        top.sort_by(|x, y| y.1.total_cmp(&x.1));
+        top.truncate(10);
+        OwnCost {
+            name,
+            per_unit: (large.total - small.total) as f64 / units,
+            top,
+        }
+    }
+}
+
+/// The hub's figure, `hub_delivery`: `n` and `3n` deliveries of an item
+/// to a hub socket (see the module's table).
+pub fn hub(programs: &Programs, n: u64) -> std::io::Result<OwnCost> {
+    std::fs::create_dir_all(&programs.out_dir)?;
+    let work = Work {
+        units: hub_deliveries,
+        count_from_stop: false,
+        a_flags: &["--db", ":memory:"],
+        b_mode: SERVE_BARE,
+    };
+    let small = counted(programs, Which::A, "hub_delivery", n, &work)?;
+    let large = counted(programs, Which::A, "hub_delivery", 3 * n, &work)?;
+    Ok(OwnCost::between("hub_delivery", &small, &large, n))
 }
 
 /// Counts `n` and `3n` upgrades of A, with nothing in flight: each adds a
 /// process that starts and then hands over, while the first start and
 /// the last shutdown are in both counts and cancel out.
-pub fn upgrade(programs: &Programs, n: u64) -> std::io::Result<UpgradeCost> {
+pub fn upgrade(programs: &Programs, n: u64) -> std::io::Result<OwnCost> {
     // The new processes are the old ones' children; when an old one
     // exits, they are this process's to reap.
     lameduck::testing::process::become_subreaper()?;
     let small = counted_upgrades(programs, n)?;
     let large = counted_upgrades(programs, 3 * n)?;
-    let units = (2 * n) as f64;
-    let mut top: Vec<(String, f64)> = large
-        .functions
-        .iter()
-        .map(|(f, ir)| {
-            let before = small.functions.get(f).copied().unwrap_or(0);
-            (f.clone(), (*ir as f64 - before as f64) / units)
-        })
-        .filter(|(_, per)| *per >= 1.0)
-        .collect();
-    top.sort_by(|x, y| y.1.total_cmp(&x.1));
-    top.truncate(10);
-    Ok(UpgradeCost {
-        per_upgrade: (large.total - small.total) as f64 / units,
-        top,
-    })
+    Ok(OwnCost::between("upgrade", &small, &large, n))
 }
 
 /// Starts A under callgrind, following the processes it starts
@@ -605,6 +629,55 @@ fn churn(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
     Ok(Vec::new())
 }
 
+/// The hub sockets `hub_delivery` holds open.
+const HUB_SOCKETS: u64 = 50;
+
+/// `units` deliveries: [`HUB_SOCKETS`] hub sockets open, then one item
+/// created after another, each read on every socket before the next is
+/// created (tungstenite's blocking client). The sockets are dropped at
+/// the end, which ends their sessions as the server's count goes on; the
+/// same in both counts.
+fn hub_deliveries(addr: SocketAddr, units: u64) -> std::io::Result<Vec<TcpStream>> {
+    use tokio_tungstenite::tungstenite::{self, Message};
+    let mut sockets = Vec::new();
+    for _ in 0..HUB_SOCKETS {
+        let conn = TcpStream::connect(addr)?;
+        let (socket, _) = tungstenite::client::client(format!("ws://{addr}/api/ws"), conn)
+            .map_err(|e| std::io::Error::other(format!("hub handshake: {e}")))?;
+        sockets.push(socket);
+    }
+    for _ in 0..(units / HUB_SOCKETS).max(1) {
+        let mut conn = TcpStream::connect(addr)?;
+        let body = r#"{"name":"cost"}"#;
+        write!(
+            conn,
+            "POST /api/items HTTP/1.1\r\nHost: cost\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer)?;
+        if !answer.starts_with(b"HTTP/1.1 201") {
+            return Err(std::io::Error::other("the item was not created"));
+        }
+        for socket in &mut sockets {
+            // The item; a ping (tungstenite answers it) is skipped.
+            loop {
+                match socket.read() {
+                    Ok(Message::Text(_)) => break,
+                    Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                    other => {
+                        return Err(std::io::Error::other(format!(
+                            "expected the item, got {other:?}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
 /// Reads one whole response (`lameduck::testing::http1`'s reader); fails
 /// on anything but a 200.
 fn read_response(conn: &mut TcpStream, reader: &mut ResponseReader) -> std::io::Result<()> {
@@ -671,8 +744,8 @@ pub fn serve_bare(mode: &str) -> std::process::ExitCode {
 }
 
 /// The table: instructions per unit, A/B, and where A spends more; and
-/// the upgrade's count, if it was taken.
-pub fn table(costs: &[Cost], upgrade: Option<&UpgradeCost>) -> String {
+/// A's own figures (the upgrade, the hub), if they were taken.
+pub fn table(costs: &[Cost], own: &[OwnCost]) -> String {
     let mut out = String::from(
         "instructions per unit, counted under callgrind (difference of two runs, n and 3n)\n\
          figure                        A (lameduck)   B (bare hyper)     A/B   target\n",
@@ -687,10 +760,10 @@ pub fn table(costs: &[Cost], upgrade: Option<&UpgradeCost>) -> String {
             c.ratio()
         ));
     }
-    if let Some(u) = upgrade {
+    for o in own {
         out.push_str(&format!(
-            "{:<28} {:>14.0} {:>16} {:>7}   (no bare-hyper upgrade to compare)\n",
-            "upgrade", u.per_upgrade, "-", "-"
+            "{:<28} {:>14.0} {:>16} {:>7}   (nothing in bare hyper to compare)\n",
+            o.name, o.per_unit, "-", "-"
         ));
     }
     for c in costs {
@@ -702,11 +775,12 @@ pub fn table(costs: &[Cost], upgrade: Option<&UpgradeCost>) -> String {
             out.push_str(&format!("  {more:>9.0}  {f}\n"));
         }
     }
-    if let Some(u) = upgrade {
-        out.push_str(
-            "\nupgrade: where A spends its instructions (per upgrade, self, both processes)\n",
-        );
-        for (f, per) in &u.top {
+    for o in own {
+        out.push_str(&format!(
+            "\n{}: where A spends its instructions (per unit, self)\n",
+            o.name
+        ));
+        for (f, per) in &o.top {
             out.push_str(&format!("  {per:>9.0}  {f}\n"));
         }
     }

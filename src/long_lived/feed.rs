@@ -34,8 +34,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{Notify, watch};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -58,7 +58,9 @@ const PAGE: usize = 256;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub id: u64,
-    pub json: Bytes,
+    /// Text, as the hub sends it: the JSON is made once here, and its
+    /// UTF-8 known from `String`, not checked again for every socket.
+    pub json: Utf8Bytes,
 }
 
 impl Entry {
@@ -66,7 +68,7 @@ impl Entry {
         Entry {
             id: item.id,
             // Serializing an `Item` (numbers and a string) cannot fail.
-            json: Bytes::from(serde_json::to_vec(item).unwrap_or_default()),
+            json: Utf8Bytes::from(serde_json::to_string(item).unwrap_or_default()),
         }
     }
 }

@@ -107,7 +107,7 @@ fn json_array(entries: &[Entry]) -> Response<Body> {
         if i > 0 {
             body.put_u8(b',');
         }
-        body.put_slice(&entry.json);
+        body.put_slice(entry.json.as_bytes());
     }
     body.put_u8(b']');
     let mut res = Response::new(Either::Left(Full::new(body.freeze())));

@@ -22,6 +22,12 @@
 //!
 //! An HTTP/2 connection's task is the same shape: its socket wakes it at
 //! every frame, its drain and its idle timer almost never (`h2_idle`).
+//!
+//! A WebSocket hub session is the other way round: the feed wakes it at
+//! every item, and its socket almost never (a client's ping, its Close).
+//! The socket cannot be wrapped, because the session also writes to it
+//! between polls; a [`Gate`] is the same flag without the future, for
+//! each poll of a stream the task keeps.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,10 +43,16 @@ pin_project_lite::pin_project! {
     pub struct WhenWoken<F> {
         #[pin]
         inner: F,
-        flag: Arc<Flag>,
-        // The waker the inner future sees: `flag`'s, made once.
-        waker: Waker,
+        gate: Gate,
     }
+}
+
+/// The flag and the waker of a [`WhenWoken`], without the future: what
+/// it polls is passed to each [`Gate::poll`].
+pub struct Gate {
+    flag: Arc<Flag>,
+    // The waker the gated poll sees: `flag`'s, made once.
+    waker: Waker,
 }
 
 /// Whether the inner future has been woken, and the task to wake.
@@ -63,15 +75,9 @@ impl Wake for Flag {
 
 impl<F> WhenWoken<F> {
     pub fn new(inner: F) -> Self {
-        let flag = Arc::new(Flag {
-            // Up at first: the first poll lets the inner future register.
-            woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
-        });
         WhenWoken {
             inner,
-            waker: Waker::from(flag.clone()),
-            flag,
+            gate: Gate::new(),
         }
     }
 }
@@ -81,20 +87,55 @@ impl<F: Future> Future for WhenWoken<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        let inner = this.inner;
+        this.gate.poll(cx, |own| inner.poll(own))
+    }
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        let flag = Arc::new(Flag {
+            // Up at first: the first poll lets what it gates register.
+            woken: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        Gate {
+            waker: Waker::from(flag.clone()),
+            flag,
+        }
+    }
+
+    /// Runs `poll` with the gate's own waker if that waker has fired
+    /// since the last run (or `poll` has not run yet, or last answered
+    /// `Ready`); otherwise leaves the task's waker and answers `Pending`.
+    /// Every call must gate the same thing: a wake-up is not kept for
+    /// anything else.
+    pub fn poll<T>(
+        &self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
         // The task's waker first, then the flag: a wake-up that comes
         // after the flag is read finds the waker registered, so none is
         // lost.
-        this.flag.task.register(cx.waker());
-        if !this.flag.woken.swap(false, Ordering::AcqRel) {
+        self.flag.task.register(cx.waker());
+        if !self.flag.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        let out = this.inner.poll(&mut Context::from_waker(this.waker));
+        let out = poll(&mut Context::from_waker(&self.waker));
         if out.is_ready() {
-            // Polled again after an answer (a ticker's next tick), it
-            // must run to register its waker for the next one.
-            this.flag.woken.store(true, Ordering::Release);
+            // Polled again after an answer (a ticker's next tick, a
+            // stream's next item), it must run to register its waker for
+            // the next one.
+            self.flag.woken.store(true, Ordering::Release);
         }
         out
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
     }
 }
 

@@ -18,7 +18,7 @@
 //! | `closing` | the drain begins (and again at a forced close) | connections finish (HTTP/1: `Connection: close`; HTTP/2: GOAWAY); event streams end with a last event; background workers stop; writes that finish after it are counted as drained |
 //! | `past_deadline` | the shutdown deadline passes | waiting handlers answer `503` + `Retry-After` instead of being cut |
 //! | `abandon_writes` | the shutdown is forced, and only then | a write still in progress rolls back instead of committing |
-//! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task (`streams_aborted`), and WebSocket sessions |
+//! | `abort_streams` | the forced close | HTTP/2 stream tasks, which live outside their connection task, and WebSocket sessions (both through `streams_aborted`) |
 
 pub mod health_checkers;
 pub(crate) mod phase;
@@ -155,8 +155,8 @@ impl ShutdownState {
     }
 
     /// Resolves at the forced close (`abort_everything`): for HTTP/2
-    /// stream tasks, which poll it at each of their wake-ups (see
-    /// [`TokenWait`]).
+    /// stream tasks and WebSocket sessions, which poll it at each of
+    /// their wake-ups (see [`TokenWait`]).
     pub fn streams_aborted(&self) -> TokenWait<'_> {
         self.wait(&self.abort_streams, Phase::Forcing)
     }
@@ -188,14 +188,6 @@ impl ShutdownState {
     /// with a last event).
     pub(crate) fn closing_token(&self) -> CancellationToken {
         self.closing.clone()
-    }
-
-    /// `abort_streams` itself, for the WebSocket sessions, which race it
-    /// in each turn of their loops. (HTTP/2 stream tasks wait on it
-    /// through [`ShutdownState::streams_aborted`], for one relaxed load
-    /// per poll.)
-    pub(crate) fn abort_streams_token(&self) -> CancellationToken {
-        self.abort_streams.clone()
     }
 
     /// The writes in progress, for the drain to wait on.

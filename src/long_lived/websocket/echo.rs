@@ -29,13 +29,14 @@ pub fn config() -> WebSocketConfig {
 /// One echo session.
 pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
     let mut watch = Watch::new(&app);
+    let mut aborted = std::pin::pin!(app.shutdown.streams_aborted());
     // The drain, at this session's own instant in the spread window, or
     // the session's age.
     let mut closing = std::pin::pin!(session::told_to_go(&app));
     let told = loop {
         tokio::select! {
             biased;
-            _ = watch.aborted() => return Ending::Aborted,
+            _ = aborted.as_mut() => return Ending::Aborted,
             told = &mut closing => break told,
             next = socket.next() => {
                 watch.heard();
@@ -45,10 +46,10 @@ pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
                             return Ending::Broken;
                         }
                     }
-                    Some(Ok(Message::Close(_))) => return session::finish(&mut socket, &watch).await,
+                    Some(Ok(Message::Close(_))) => return session::finish(&mut socket, aborted).await,
                     // Pings are answered by tungstenite itself.
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => return session::fail(&mut socket, e, &watch).await,
+                    Some(Err(e)) => return session::fail(&mut socket, e, &watch, aborted).await,
                     None => return Ending::Broken,
                 }
             },
@@ -59,5 +60,5 @@ pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
             },
         }
     };
-    session::say_goodbye(&app, &mut socket, told, &watch).await
+    session::say_goodbye(&app, &mut socket, told, aborted).await
 }

@@ -12,17 +12,19 @@
 //! The hub only talks: what the client sends is read (for the pings and
 //! the closing handshake) and dropped.
 
+use std::pin::pin;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::Socket;
 use super::session::{self, Watch};
 use crate::app::App;
 use crate::long_lived::sockets::Ending;
+use crate::server::when_woken::{Gate, WhenWoken};
 use crate::service::request_token;
 
 /// The hub's read buffer (see [`config`]).
@@ -53,21 +55,27 @@ const BATCH: usize = 64;
 /// One hub session, from the item after `after` on.
 pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
     let mut watch = Watch::new(&app);
+    let mut aborted = pin!(app.shutdown.streams_aborted());
     // The drain, at this session's own instant in the spread window, or
     // the session's age.
-    let mut closing = std::pin::pin!(session::told_to_go(&app));
+    // Polled only when it wakes the session, like the socket below.
+    let mut closing = pin!(WhenWoken::new(session::told_to_go(&app)));
+    // The socket is read only when it has woken the session: the feed
+    // wakes it at every item, the client almost never, and each read
+    // attempt costs tungstenite a zero-filled read buffer (see `config`).
+    let reads = Gate::new();
     // Cancelled when this session ends: a replay read from the store
     // stops with it.
     let (token, _cancel_on_drop) = request_token();
     let told = loop {
         tokio::select! {
             biased;
-            _ = watch.aborted() => return Ending::Aborted,
+            _ = aborted.as_mut() => return Ending::Aborted,
             told = &mut closing => break told,
-            next = socket.next() => match next {
-                Some(Ok(Message::Close(_))) => return session::finish(&mut socket, &watch).await,
+            next = std::future::poll_fn(|cx| reads.poll(cx, |cx| socket.poll_next_unpin(cx))) => match next {
+                Some(Ok(Message::Close(_))) => return session::finish(&mut socket, aborted).await,
                 Some(Ok(_)) => watch.heard(),
-                Some(Err(e)) => return session::fail(&mut socket, e, &watch).await,
+                Some(Err(e)) => return session::fail(&mut socket, e, &watch, aborted).await,
                 None => return Ending::Broken,
             },
             entries = app.feed.after(&*app.store, after, BATCH, &token) => {
@@ -78,13 +86,12 @@ pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
                             code: CloseCode::Again,
                             reason: "store unavailable; reconnect later".into(),
                         };
-                        return session::goodbye(&mut socket, frame, &watch).await;
+                        return session::goodbye(&mut socket, frame, aborted).await;
                     }
                 };
                 for entry in entries {
-                    let Ok(text) = Utf8Bytes::try_from(entry.json) else { continue };
                     // Queued, not flushed: one flush for the batch.
-                    if socket.feed(Message::Text(text)).await.is_err() {
+                    if socket.feed(Message::Text(entry.json)).await.is_err() {
                         return Ending::Broken;
                     }
                     after = entry.id;
@@ -103,5 +110,5 @@ pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
     // Told to go (the drain, or the session's age): everything sent so
     // far went out first (each batch was flushed); now the Close frame,
     // and the wait for the client's.
-    session::say_goodbye(&app, &mut socket, told, &watch).await
+    session::say_goodbye(&app, &mut socket, told, aborted).await
 }

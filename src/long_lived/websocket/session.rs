@@ -1,8 +1,9 @@
 //! What every WebSocket session does besides its own work: pings, and the
 //! end, polite or forced.
 //!
-//! A session is a loop over one `select!`; [`Watch`] is the part of it
-//! every session shares. Its branches, in the order they are polled:
+//! A session is a loop over one `select!`; the forced close ([`Aborted`])
+//! and the ping clock ([`Watch`]) are the parts of it every session
+//! shares. Its branches, in the order they are polled:
 //!
 //! 1. **the forced close** (`abort_streams`, at the deadline or a second
 //!    signal): the socket is dropped at once, and counted as aborted;
@@ -24,29 +25,44 @@
 //! client that never answers holds its socket until the forced close,
 //! like a request that never finishes.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error, Message};
-use tokio_util::sync::CancellationToken;
 
 use super::Socket;
 use crate::app::App;
 use crate::long_lived::sockets::Ending;
 use crate::shutdown::stop::Stop;
+use crate::shutdown::token_wait::TokenWait;
 
-/// The shutdown's tokens and the ping clock, for one session.
+/// The forced close, as every session waits for it: one
+/// `ShutdownState::streams_aborted`, pinned for the session's life. A
+/// session's loop turns at every message it sends or receives, and a
+/// fresh wait on the token at each turn would take the token's lock,
+/// which every session and stream shares, twice per turn (see
+/// [`TokenWait`]).
+pub type Aborted<'a, 'b> = Pin<&'a mut TokenWait<'b>>;
+
+/// The ping clock, for one session.
 pub struct Watch {
-    abort: CancellationToken,
     ping_every: Duration,
     ping_timeout: Duration,
     /// When the peer last sent anything (a pong counts).
     heard: Instant,
     /// When the unanswered ping went out, if one did.
     pinged: Option<Instant>,
+    /// One timer for the session's life. It is set for when a ping could
+    /// first be due, and moved on only when it fires early (the peer was
+    /// heard meanwhile): a message from the peer only writes `heard`.
+    /// A timer made again at every turn of the session's loop would be
+    /// entered into the runtime's timer wheel and taken out again for
+    /// every item the hub sends.
+    timer: Pin<Box<Sleep>>,
 }
 
 /// What the ping timer says, when it fires.
@@ -59,18 +75,15 @@ pub enum PingDue {
 
 impl Watch {
     pub fn new(app: &App) -> Self {
+        let heard = Instant::now();
+        let ping_every = app.config.ws_ping_interval;
         Watch {
-            abort: app.shutdown.abort_streams_token(),
-            ping_every: app.config.ws_ping_interval,
+            ping_every,
             ping_timeout: app.config.ws_ping_timeout,
-            heard: Instant::now(),
+            heard,
             pinged: None,
+            timer: Box::pin(tokio::time::sleep_until(heard + ping_every)),
         }
-    }
-
-    /// Resolves at the forced close.
-    pub async fn aborted(&self) {
-        self.abort.cancelled().await
     }
 
     /// The peer sent something: it is alive.
@@ -79,18 +92,23 @@ impl Watch {
         self.pinged = None;
     }
 
-    /// Resolves when the ping timer fires, and says what to do.
-    /// Cancel-safe: it only reads the clock.
-    pub async fn ping_due(&self) -> PingDue {
-        match self.pinged {
-            None => {
-                tokio::time::sleep_until(self.heard + self.ping_every).await;
-                PingDue::Ping
+    /// Resolves when a ping is due, or the last one went unanswered, and
+    /// says which. Cancel-safe: what it knows is in `self`.
+    pub async fn ping_due(&mut self) -> PingDue {
+        loop {
+            (&mut self.timer).await;
+            let due = match self.pinged {
+                Some(at) => at + self.ping_timeout,
+                None => self.heard + self.ping_every,
+            };
+            if due <= Instant::now() {
+                return match self.pinged {
+                    Some(_) => PingDue::TimedOut,
+                    None => PingDue::Ping,
+                };
             }
-            Some(at) => {
-                tokio::time::sleep_until(at + self.ping_timeout).await;
-                PingDue::TimedOut
-            }
+            // Heard from since the timer was set: not due yet.
+            self.timer.as_mut().reset(due);
         }
     }
 
@@ -99,7 +117,9 @@ impl Watch {
     pub async fn ping(&mut self, socket: &mut Socket, due: PingDue) -> Result<(), Ending> {
         match due {
             PingDue::Ping => {
-                self.pinged = Some(Instant::now());
+                let now = Instant::now();
+                self.pinged = Some(now);
+                self.timer.as_mut().reset(now + self.ping_timeout);
                 socket
                     .send(Message::Ping(Bytes::new()))
                     .await
@@ -142,13 +162,18 @@ pub async fn told_to_go(app: &App) -> Told {
 /// The goodbye for `told`: at the drain, [`shutdown_frame`] and a wait for
 /// the client's Close until the forced close; at its age, Close 1001
 /// "connection age", and a wait of at most `--max-connection-age-grace`.
-pub async fn say_goodbye(app: &App, socket: &mut Socket, told: Told, watch: &Watch) -> Ending {
+pub async fn say_goodbye(
+    app: &App,
+    socket: &mut Socket,
+    told: Told,
+    aborted: Aborted<'_, '_>,
+) -> Ending {
     match told {
-        Told::Drain => goodbye(socket, shutdown_frame(app), watch).await,
+        Told::Drain => goodbye(socket, shutdown_frame(app), aborted).await,
         Told::Age => {
             let frame = close_frame(CloseCode::Away, "connection age");
             let grace = app.config.max_connection_age_grace;
-            tokio::time::timeout(grace, goodbye(socket, frame, watch))
+            tokio::time::timeout(grace, goodbye(socket, frame, aborted))
                 .await
                 .unwrap_or(Ending::Broken)
         }
@@ -166,16 +191,20 @@ pub fn shutdown_frame(app: &App) -> CloseFrame {
 
 /// Sends `frame` (after whatever was queued before it) and waits for the
 /// peer's Close, until the forced close. How the session ended.
-pub async fn goodbye(socket: &mut Socket, frame: CloseFrame, watch: &Watch) -> Ending {
+pub async fn goodbye(
+    socket: &mut Socket,
+    frame: CloseFrame,
+    mut aborted: Aborted<'_, '_>,
+) -> Ending {
     let sent = tokio::select! {
         biased;
-        _ = watch.aborted() => return Ending::Aborted,
+        _ = aborted.as_mut() => return Ending::Aborted,
         sent = socket.send(Message::Close(Some(frame))) => sent,
     };
     if sent.is_err() {
         return Ending::Broken;
     }
-    finish(socket, watch).await
+    finish(socket, aborted).await
 }
 
 /// Our Close has gone out, or the peer's has come (and tungstenite has
@@ -183,11 +212,11 @@ pub async fn goodbye(socket: &mut Socket, frame: CloseFrame, watch: &Watch) -> E
 /// both Close frames have crossed. Messages that arrive meanwhile are
 /// dropped: the peer sent them before it saw our Close, and the session
 /// has stopped taking work.
-pub async fn finish(socket: &mut Socket, watch: &Watch) -> Ending {
+pub async fn finish(socket: &mut Socket, mut aborted: Aborted<'_, '_>) -> Ending {
     loop {
         tokio::select! {
             biased;
-            _ = watch.aborted() => return Ending::Aborted,
+            _ = aborted.as_mut() => return Ending::Aborted,
             next = socket.next() => match next {
                 Some(Ok(_)) => continue,
                 // The end of the stream after both Close frames.
@@ -201,7 +230,12 @@ pub async fn finish(socket: &mut Socket, watch: &Watch) -> Ending {
 /// The peer broke the protocol (`error`): tells it why, with the code
 /// RFC 6455 §7.4.1 gives, and ends the session. An IO error needs no
 /// frame: the connection is gone.
-pub async fn fail(socket: &mut Socket, error: Error, watch: &Watch) -> Ending {
+pub async fn fail(
+    socket: &mut Socket,
+    error: Error,
+    watch: &Watch,
+    aborted: Aborted<'_, '_>,
+) -> Ending {
     let frame = match error {
         Error::Utf8(_) => close_frame(CloseCode::Invalid, "invalid UTF-8"),
         Error::Capacity(_) => close_frame(CloseCode::Size, "message too big"),
@@ -209,7 +243,7 @@ pub async fn fail(socket: &mut Socket, error: Error, watch: &Watch) -> Ending {
         _ => return Ending::Broken,
     };
     // A peer that broke the protocol gets as long to answer as a ping.
-    match tokio::time::timeout(watch.ping_timeout, goodbye(socket, frame, watch)).await {
+    match tokio::time::timeout(watch.ping_timeout, goodbye(socket, frame, aborted)).await {
         Ok(Ending::Aborted) => Ending::Aborted,
         _ => Ending::Broken,
     }
