@@ -57,7 +57,8 @@
 //!   callbacks, `RegisterOnShutdown`), `tally` (how the waited-for tasks
 //!   ended), `timeline` (when each phase began) and `when_woken` (the
 //!   accept loop's trigger, polled only when it wakes the task, not at
-//!   every accept).
+//!   every accept; the same for an HTTP/2 connection's timers and a hub
+//!   session's socket).
 //! - `shutdown`: also `phase` (the phases as a small state machine,
 //!   [`Phase`]), [`health_checkers`] (`--drain-checks`), `spread` (the
 //!   drain's goodbyes over a window, `--drain-spread`), `stop` (why the
