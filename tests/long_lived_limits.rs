@@ -15,6 +15,18 @@ use tokio_tungstenite::tungstenite::Message;
 
 const STOP: Duration = Duration::from_secs(10);
 
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A tungstenite client on the server's hub.
+async fn hub_client(server: &TestServer) -> Client {
+    let url = format!("ws://{}/api/ws", server.addr);
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("a handshake");
+    socket
+}
+
 /// A peer that reads but never answers the server's pings is pinged once
 /// after `--ws-ping-interval` of silence, then closed with 1001 "ping
 /// timeout" once `--ws-ping-timeout` has passed, and the socket is gone.
@@ -59,10 +71,7 @@ async fn a_websocket_that_keeps_talking_is_pinged_only_once_it_falls_silent() {
         ..test_config()
     })
     .await;
-    let url = format!("ws://{}/api/ws", server.addr);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("a handshake");
+    let mut socket = hub_client(&server).await;
     // A message every quarter interval, for five intervals: the hub drops
     // them, and nothing at all may come back.
     let mut tick = tokio::time::interval(interval / 4);
@@ -106,10 +115,7 @@ async fn a_websocket_outlives_the_request_timeout() {
         ..test_config()
     })
     .await;
-    let url = format!("ws://{}/api/ws", server.addr);
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("a handshake");
+    let mut socket = hub_client(&server).await;
     // Read (and so answer pings) for five request timeouts: pings come,
     // nothing else does, and the socket stays open.
     let quiet_until = tokio::time::Instant::now() + Duration::from_secs(1);
