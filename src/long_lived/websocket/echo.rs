@@ -29,6 +29,7 @@ pub fn config() -> WebSocketConfig {
 /// One echo session.
 pub async fn run(app: Arc<App>, mut socket: Socket) -> Ending {
     let mut watch = Watch::new(&app);
+    // The forced close: one wait for the session's life (`session::Aborted`).
     let mut aborted = std::pin::pin!(app.shutdown.streams_aborted());
     // The drain, at this session's own instant in the spread window, or
     // the session's age.

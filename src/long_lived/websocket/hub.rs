@@ -55,6 +55,7 @@ const BATCH: usize = 64;
 /// One hub session, from the item after `after` on.
 pub async fn run(app: Arc<App>, mut socket: Socket, mut after: u64) -> Ending {
     let mut watch = Watch::new(&app);
+    // The forced close: one wait for the session's life (`session::Aborted`).
     let mut aborted = pin!(app.shutdown.streams_aborted());
     // The drain, at this session's own instant in the spread window, or
     // the session's age.
