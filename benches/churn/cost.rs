@@ -168,6 +168,14 @@ impl Work {
         a_flags: &[],
         b_mode: SERVE_BARE,
     };
+    // A only: `b_mode` is never started. `--db :memory:` keeps the
+    // store's disk work out of the figure.
+    const HUB: Work = Work {
+        units: hub_deliveries,
+        count_from_stop: false,
+        a_flags: &["--db", ":memory:"],
+        b_mode: SERVE_BARE,
+    };
     // `--drain-spread 0s`: the drain's own cost, not the pacing of its
     // goodbyes (which the storm bench measures).
     const DRAIN: Work = Work {
@@ -324,14 +332,8 @@ impl OwnCost {
 /// to a hub socket (see the module's table).
 pub fn hub(programs: &Programs, n: u64) -> std::io::Result<OwnCost> {
     std::fs::create_dir_all(&programs.out_dir)?;
-    let work = Work {
-        units: hub_deliveries,
-        count_from_stop: false,
-        a_flags: &["--db", ":memory:"],
-        b_mode: SERVE_BARE,
-    };
-    let small = counted(programs, Which::A, "hub_delivery", n, &work)?;
-    let large = counted(programs, Which::A, "hub_delivery", 3 * n, &work)?;
+    let small = counted(programs, Which::A, "hub_delivery", n, &Work::HUB)?;
+    let large = counted(programs, Which::A, "hub_delivery", 3 * n, &Work::HUB)?;
     Ok(OwnCost::between("hub_delivery", &small, &large, n))
 }
 

@@ -142,9 +142,12 @@ impl ShutdownState {
         if at <= std::time::Instant::now() {
             return;
         }
+        // The forced close skips the rest of the window. Through
+        // `streams_aborted`, since a stream's body polls this at every
+        // event it sends while the window lasts.
         tokio::select! {
             _ = tokio::time::sleep_until(at.into()) => {}
-            _ = self.abort_streams.cancelled() => {}
+            _ = self.streams_aborted() => {}
         }
     }
 
